@@ -1,0 +1,1 @@
+"""Keeptime's durable workflow engine."""

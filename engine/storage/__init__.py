@@ -1,0 +1,1 @@
+"""Storage adapter: one SQLAlchemy Core store for SQLite and PostgreSQL."""

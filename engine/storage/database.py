@@ -1,0 +1,180 @@
+"""Connections to SQLite and PostgreSQL behind one small interface.
+
+SQLite runs in WAL mode with synchronous=FULL (as durable as a rollback journal with FULL, and far
+faster). Writes take ``BEGIN IMMEDIATE`` so two writers never deadlock on lock upgrades, and an
+in-process lock keeps this process's writers from spinning in SQLite's busy handler. Reads use a
+deferred ``BEGIN`` and never block the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+from engine.error import DBOSConfigError, DBOSStorageError
+from engine.storage.schema import SCHEMA_PLACEHOLDER
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_SUPPORTED = "sqlite:///path/to/file.sqlite or postgresql://user:password@host:5432/dbname"
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    url: URL
+    is_sqlite: bool
+
+    @property
+    def masked(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+
+def parse_database_url(raw: str, what: str = "system_database_url") -> DatabaseUrl:
+    """Validate a database URL and pick the psycopg 3 driver for PostgreSQL."""
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise DBOSConfigError(f"{what} {raw!r} is not a database URL (use {_SUPPORTED})") from exc
+    backend, _, driver = url.drivername.partition("+")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        if url.database in (None, "", ":memory:"):
+            raise DBOSConfigError(
+                f"{what} {url.render_as_string(hide_password=True)!r} has no file path; "
+                "an in-memory database cannot be durable (use sqlite:///path/to/file.sqlite)"
+            )
+        return DatabaseUrl(url.set(drivername="sqlite"), True)
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
+        return DatabaseUrl(url.set(drivername="postgresql+psycopg"), False)
+    raise DBOSConfigError(
+        f"{what} has unsupported scheme {url.drivername!r} in "
+        f"{url.render_as_string(hide_password=True)!r} (use {_SUPPORTED})"
+    )
+
+
+class Database:
+    """A SQLAlchemy engine plus the write discipline for its backend."""
+
+    def __init__(
+        self,
+        db_url: DatabaseUrl,
+        *,
+        schema: str | None = "dbos",
+        pool_size: int = 20,
+        engine_kwargs: Mapping[str, Any] | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.db_url = db_url
+        self.is_sqlite = db_url.is_sqlite
+        self.schema = None if self.is_sqlite else _check_schema_name(schema or "dbos")
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+        self.engine = engine or self._create_engine(pool_size, dict(engine_kwargs or {}))
+        self.engine = self.engine.execution_options(
+            schema_translate_map={SCHEMA_PLACEHOLDER: self.schema}
+        )
+
+    def _create_engine(self, pool_size: int, kwargs: dict[str, Any]) -> Engine:
+        if self.is_sqlite:
+            kwargs.setdefault("pool_size", pool_size)
+            kwargs.setdefault("max_overflow", pool_size)
+            kwargs.setdefault(
+                "connect_args",
+                {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            )
+            engine = create_engine(self.db_url.url, **kwargs)
+            _install_sqlite_hooks(engine)
+            return engine
+        kwargs.setdefault("pool_size", pool_size)
+        kwargs.setdefault("max_overflow", 0)
+        kwargs.setdefault("pool_timeout", 30)
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(self.db_url.url, **kwargs)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction, committed on normal exit."""
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with self._translate_errors(), self.engine.begin() as conn:
+                yield conn
+        finally:
+            if lock is not None:
+                lock.release()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (deferred on SQLite, so it never blocks the writer)."""
+        with self._translate_errors(), self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn = conn.execution_options(keeptime_read=True)
+            yield conn
+            conn.rollback()
+
+    @contextlib.contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            if exc.connection_invalidated or _is_connect_error(exc):
+                raise DBOSStorageError(
+                    f"cannot reach the database {self.db_url.masked}: {_first_line(exc.orig)} "
+                    "(check that the server runs and the URL, user and password are right)"
+                ) from exc
+            raise DBOSStorageError(
+                f"database error on {self.db_url.masked}: {_first_line(exc.orig)}"
+            ) from exc
+        except SQLAlchemyError as exc:
+            raise DBOSStorageError(f"database error on {self.db_url.masked}: {exc}") from exc
+
+    def check_connection(self) -> None:
+        with self.read() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE is ours.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("keeptime_read"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _is_connect_error(exc: DBAPIError) -> bool:
+    name = type(exc.orig).__name__
+    return name in ("OperationalError",) and "connect" in str(exc.orig).lower()
+
+
+def _first_line(exc: BaseException | None) -> str:
+    return str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else repr(exc)
+
+
+def _check_schema_name(name: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
+        raise DBOSConfigError(
+            f"dbos_system_schema {name!r} is not a plain identifier "
+            "(use letters, digits and underscores, starting with a letter)"
+        )
+    return name

@@ -1,0 +1,128 @@
+"""The system database schema: the single source of truth for every table and index.
+
+Tables live in the placeholder schema ``dbos``; the engine maps it to the configured PostgreSQL
+schema (``dbos_system_schema``) or to nothing on SQLite via ``schema_translate_map``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+SCHEMA_PLACEHOLDER = "dbos"
+SCHEMA_VERSION = 1
+
+metadata = MetaData(schema=SCHEMA_PLACEHOLDER)
+
+schema_version = Table(
+    "keeptime_schema_version",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
+workflow_status = Table(
+    "workflow_status",
+    metadata,
+    Column("workflow_uuid", Text, primary_key=True),
+    Column("status", String(40), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("class_name", Text),
+    Column("config_name", Text),
+    Column("authenticated_user", Text),
+    Column("assumed_role", Text),
+    Column("authenticated_roles", Text),
+    Column("inputs", Text),
+    Column("output", Text),
+    Column("error", Text),
+    Column("executor_id", Text),
+    Column("application_version", Text),
+    Column("application_id", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("recovery_attempts", Integer, nullable=False, default=0),
+    Column("queue_name", Text),
+    Column("queue_partition_key", Text),
+    Column("deduplication_id", Text),
+    Column("priority", Integer),
+    Column("timeout_ms", BigInteger),
+    Column("deadline_epoch_ms", BigInteger),
+    Column("started_at_epoch_ms", BigInteger),
+    Column("parent_workflow_id", Text),
+    Index("ix_ws_created_at", "created_at"),
+    Index("ix_ws_status_created", "status", "created_at"),
+    Index("ix_ws_name_created", "name", "created_at"),
+    Index("ix_ws_executor_status", "executor_id", "status"),
+    Index("ix_ws_app_version", "application_version", "created_at"),
+    Index("ix_ws_user", "authenticated_user", "created_at"),
+    Index("ix_ws_queue_status", "queue_name", "status", "priority", "created_at"),
+    Index("ix_ws_parent", "parent_workflow_id"),
+    Index("ix_ws_dedup", "queue_name", "deduplication_id"),
+)
+
+operation_outputs = Table(
+    "operation_outputs",
+    metadata,
+    Column("workflow_uuid", Text, nullable=False),
+    Column("function_id", Integer, nullable=False),
+    Column("function_name", Text, nullable=False),
+    Column("output", Text),
+    Column("error", Text),
+    Column("child_workflow_id", Text),
+    Column("started_at_epoch_ms", BigInteger),
+    Column("completed_at_epoch_ms", BigInteger),
+    PrimaryKeyConstraint("workflow_uuid", "function_id"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("destination_uuid", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_at_epoch_ms", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Index("ix_notifications_dest_topic", "destination_uuid", "topic", "seq"),
+)
+
+workflow_events = Table(
+    "workflow_events",
+    metadata,
+    Column("workflow_uuid", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("workflow_uuid", "key"),
+)
+
+streams = Table(
+    "streams",
+    metadata,
+    Column("workflow_uuid", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("offset", Integer, nullable=False),
+    Column("value", Text),
+    Column("closed", Integer, nullable=False, default=0),
+    PrimaryKeyConstraint("workflow_uuid", "key", "offset"),
+)
+
+# Application database: checkpoints of @DBOS.transaction, committed with the transaction itself.
+app_metadata = MetaData(schema=SCHEMA_PLACEHOLDER)
+
+transaction_outputs = Table(
+    "transaction_outputs",
+    app_metadata,
+    Column("workflow_uuid", Text, nullable=False),
+    Column("function_id", Integer, nullable=False),
+    Column("output", Text),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workflow_uuid", "function_id"),
+)

@@ -1,0 +1,363 @@
+"""The system store: semantic operations on the system database.
+
+The runtime never writes SQL; it calls these methods. Each method is one transaction, and the hot
+path costs one durable commit per step plus two per workflow (start and finish).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Row, Table, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.storage.database import Database
+from engine.storage.schema import operation_outputs, workflow_status
+
+TERMINAL_STATUSES = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+
+
+@dataclass
+class WorkflowRow:
+    workflow_uuid: str
+    status: str
+    name: str
+    class_name: str | None = None
+    config_name: str | None = None
+    authenticated_user: str | None = None
+    assumed_role: str | None = None
+    authenticated_roles: str | None = None
+    inputs: str | None = None
+    output: str | None = None
+    error: str | None = None
+    executor_id: str | None = None
+    application_version: str | None = None
+    application_id: str | None = None
+    created_at: int = 0
+    updated_at: int = 0
+    recovery_attempts: int = 0
+    queue_name: str | None = None
+    queue_partition_key: str | None = None
+    deduplication_id: str | None = None
+    priority: int | None = None
+    timeout_ms: int | None = None
+    deadline_epoch_ms: int | None = None
+    started_at_epoch_ms: int | None = None
+    parent_workflow_id: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> WorkflowRow:
+        mapping = row._mapping
+        return cls(**{f.name: mapping[f.name] for f in fields(cls)})
+
+    def values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    function_id: int
+    function_name: str
+    output: str | None
+    error: str | None
+    child_workflow_id: str | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> StepRecord:
+        m = row._mapping
+        return cls(
+            m["function_id"], m["function_name"], m["output"], m["error"], m["child_workflow_id"]
+        )
+
+
+@dataclass(frozen=True)
+class StepWrite:
+    """What recording a step found: the workflow's status, and an earlier record if one won."""
+
+    workflow_status: str | None
+    earlier: StepRecord | None
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    workflow_ids: Sequence[str] | None = None
+    workflow_id_prefix: str | None = None
+    statuses: Sequence[str] | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    name: str | None = None
+    app_version: str | None = None
+    user: str | None = None
+    queue_name: str | None = None
+    queued_only: bool = False
+    limit: int | None = None
+    offset: int | None = None
+    sort_desc: bool = False
+
+
+class SystemStore:
+    def __init__(self, db: Database, now_ms: Callable[[], int]) -> None:
+        self.db = db
+        self.now_ms = now_ms
+
+    # -- workflow lifecycle -------------------------------------------------------------------
+
+    def insert_workflow(
+        self, row: WorkflowRow, parent_step: StepRecord | None = None, parent_id: str | None = None
+    ) -> tuple[bool, WorkflowRow]:
+        """Create the workflow (and the parent's step that started it) unless the ID exists.
+
+        Returns (created, row as stored). The ID is the idempotency key: a second insert with the
+        same ID changes nothing and returns the first row.
+        """
+        with self.db.write() as conn:
+            inserted = conn.execute(
+                self._insert(workflow_status)
+                .values(**row.values())
+                .on_conflict_do_nothing()
+                .returning(workflow_status.c.workflow_uuid)
+            ).first()
+            if parent_step is not None and parent_id is not None:
+                self._insert_step(conn, parent_id, parent_step)
+            if inserted is not None:
+                return True, row
+            existing = conn.execute(
+                select(workflow_status).where(workflow_status.c.workflow_uuid == row.workflow_uuid)
+            ).one()
+            return False, WorkflowRow.from_row(existing)
+
+    def record_step(self, workflow_id: str, step: StepRecord, started_ms: int | None) -> StepWrite:
+        """Checkpoint a step. If another execution recorded it first, its record wins."""
+        with self.db.write() as conn:
+            won = self._insert_step(conn, workflow_id, step, started_ms)
+            earlier = None
+            if not won:
+                earlier_row = conn.execute(
+                    select(operation_outputs).where(
+                        operation_outputs.c.workflow_uuid == workflow_id,
+                        operation_outputs.c.function_id == step.function_id,
+                    )
+                ).one()
+                earlier = StepRecord.from_row(earlier_row)
+            status = conn.execute(
+                select(workflow_status.c.status).where(
+                    workflow_status.c.workflow_uuid == workflow_id
+                )
+            ).scalar()
+            return StepWrite(status, earlier)
+
+    def _insert_step(
+        self, conn: Connection, workflow_id: str, step: StepRecord, started_ms: int | None = None
+    ) -> bool:
+        now = self.now_ms()
+        result = conn.execute(
+            self._insert(operation_outputs)
+            .values(
+                workflow_uuid=workflow_id,
+                function_id=step.function_id,
+                function_name=step.function_name,
+                output=step.output,
+                error=step.error,
+                child_workflow_id=step.child_workflow_id,
+                started_at_epoch_ms=started_ms if started_ms is not None else now,
+                completed_at_epoch_ms=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(operation_outputs.c.function_id)
+        ).first()
+        return result is not None
+
+    def load_steps(self, workflow_id: str) -> dict[int, StepRecord]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(operation_outputs).where(operation_outputs.c.workflow_uuid == workflow_id)
+            ).all()
+        return {r._mapping["function_id"]: StepRecord.from_row(r) for r in rows}
+
+    def get_step(self, workflow_id: str, function_id: int) -> StepRecord | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(operation_outputs).where(
+                    operation_outputs.c.workflow_uuid == workflow_id,
+                    operation_outputs.c.function_id == function_id,
+                )
+            ).first()
+        return StepRecord.from_row(row) if row is not None else None
+
+    def complete_workflow(
+        self, workflow_id: str, status: str, output: str | None, error: str | None
+    ) -> bool:
+        """Finish a PENDING workflow. A workflow cancelled meanwhile stays CANCELLED."""
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(workflow_status)
+                .where(
+                    workflow_status.c.workflow_uuid == workflow_id,
+                    workflow_status.c.status == "PENDING",
+                )
+                .values(status=status, output=output, error=error, updated_at=self.now_ms())
+            )
+            return bool(result.rowcount)
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(workflow_status).where(workflow_status.c.workflow_uuid == workflow_id)
+            ).first()
+        return WorkflowRow.from_row(row) if row is not None else None
+
+    def get_outcome(self, workflow_id: str) -> tuple[str, str | None, str | None] | None:
+        """(status, output, error) of a workflow, or None when no such workflow exists."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(
+                    workflow_status.c.status, workflow_status.c.output, workflow_status.c.error
+                ).where(workflow_status.c.workflow_uuid == workflow_id)
+            ).first()
+        return (row[0], row[1], row[2]) if row is not None else None
+
+    # -- recovery --------------------------------------------------------------------------------
+
+    def pending_workflows(
+        self, executor_ids: Sequence[str], app_version: str | None
+    ) -> list[WorkflowRow]:
+        query = select(workflow_status).where(
+            workflow_status.c.status == "PENDING",
+            workflow_status.c.executor_id.in_(list(executor_ids)),
+        )
+        if app_version is not None:
+            query = query.where(workflow_status.c.application_version == app_version)
+        with self.db.read() as conn:
+            rows = conn.execute(query.order_by(workflow_status.c.created_at)).all()
+        return [WorkflowRow.from_row(r) for r in rows]
+
+    def start_recovery_attempt(
+        self, workflow_id: str, executor_id: str, max_attempts: int | None
+    ) -> WorkflowRow | None:
+        """Count one more start of a PENDING workflow; past the limit it is given up on."""
+        with self.db.write() as conn:
+            conn.execute(
+                update(workflow_status)
+                .where(
+                    workflow_status.c.workflow_uuid == workflow_id,
+                    workflow_status.c.status == "PENDING",
+                )
+                .values(
+                    recovery_attempts=workflow_status.c.recovery_attempts + 1,
+                    executor_id=executor_id,
+                    updated_at=self.now_ms(),
+                )
+            )
+            if max_attempts is not None:
+                conn.execute(
+                    update(workflow_status)
+                    .where(
+                        workflow_status.c.workflow_uuid == workflow_id,
+                        workflow_status.c.status == "PENDING",
+                        workflow_status.c.recovery_attempts > max_attempts + 1,
+                    )
+                    .values(status="MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+                )
+            row = conn.execute(
+                select(workflow_status).where(workflow_status.c.workflow_uuid == workflow_id)
+            ).first()
+        return WorkflowRow.from_row(row) if row is not None else None
+
+    # -- management ------------------------------------------------------------------------------
+
+    def cancel_workflow_tree(self, workflow_id: str) -> list[str]:
+        """Cancel a workflow and every non-terminal descendant; returns the IDs cancelled."""
+        cancelled: list[str] = []
+        with self.db.write() as conn:
+            frontier = [workflow_id]
+            seen: set[str] = set()
+            while frontier:
+                current = frontier.pop()
+                if current in seen:
+                    continue
+                seen.add(current)
+                result = conn.execute(
+                    update(workflow_status)
+                    .where(
+                        workflow_status.c.workflow_uuid == current,
+                        workflow_status.c.status.in_(("PENDING", "ENQUEUED")),
+                    )
+                    .values(status="CANCELLED", updated_at=self.now_ms())
+                )
+                if result.rowcount:
+                    cancelled.append(current)
+                children = (
+                    conn.execute(
+                        select(workflow_status.c.workflow_uuid).where(
+                            workflow_status.c.parent_workflow_id == current
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                frontier.extend(children)
+        return cancelled
+
+    def list_workflows(self, flt: ListFilter) -> list[WorkflowRow]:
+        ws = workflow_status.c
+        conditions: list[Any] = []
+        if flt.workflow_ids is not None:
+            conditions.append(ws.workflow_uuid.in_(list(flt.workflow_ids)))
+        if flt.workflow_id_prefix is not None:
+            conditions.append(ws.workflow_uuid.startswith(flt.workflow_id_prefix, autoescape=True))
+        if flt.statuses is not None:
+            conditions.append(ws.status.in_(list(flt.statuses)))
+        if flt.start_ms is not None:
+            conditions.append(ws.created_at >= flt.start_ms)
+        if flt.end_ms is not None:
+            conditions.append(ws.created_at <= flt.end_ms)
+        if flt.name is not None:
+            conditions.append(ws.name == flt.name)
+        if flt.app_version is not None:
+            conditions.append(ws.application_version == flt.app_version)
+        if flt.user is not None:
+            conditions.append(ws.authenticated_user == flt.user)
+        if flt.queue_name is not None:
+            conditions.append(ws.queue_name == flt.queue_name)
+        if flt.queued_only:
+            conditions.append(
+                and_(
+                    ws.queue_name.is_not(None), or_(ws.status == "ENQUEUED", ws.status == "PENDING")
+                )
+            )
+        order = (
+            (ws.created_at.desc(), ws.workflow_uuid.desc())
+            if flt.sort_desc
+            else (ws.created_at.asc(), ws.workflow_uuid.asc())
+        )
+        query = select(workflow_status).where(*conditions).order_by(*order)
+        if flt.limit is not None:
+            query = query.limit(flt.limit)
+        if flt.offset is not None:
+            query = query.offset(flt.offset)
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        return [WorkflowRow.from_row(r) for r in rows]
+
+    def list_steps(self, workflow_id: str) -> list[StepRecord]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(operation_outputs)
+                .where(operation_outputs.c.workflow_uuid == workflow_id)
+                .order_by(operation_outputs.c.function_id)
+            ).all()
+        return [StepRecord.from_row(r) for r in rows]
+
+    def count_workflows(self) -> int:
+        with self.db.read() as conn:
+            return int(
+                conn.execute(select(func.count()).select_from(workflow_status)).scalar() or 0
+            )
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _insert(self, table: Table) -> Any:
+        stmt: Insert = sqlite.insert(table) if self.db.is_sqlite else postgresql.insert(table)
+        return stmt

@@ -1,0 +1,98 @@
+"""A throwaway PostgreSQL server for the test session (initdb + pg_ctl, no mocks).
+
+When the tests run as root, the server runs as the ``postgres`` OS user, since PostgreSQL refuses
+to run as root. The binaries come from PATH or Debian's /usr/lib/postgresql/<v>/bin;
+``scripts/test.sh`` installs them with apt-get when they are missing.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _find_bin(name: str) -> str | None:
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    if candidates:
+        return candidates[0]
+    return shutil.which(name)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PostgresServer:
+    data_dir: Path
+    port: int
+    run_as_postgres: bool
+    pg_ctl: str
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, argv: Sequence[str]) -> None:
+        cmd = list(argv)
+        if self.run_as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> None:
+        try:
+            self._run([self.pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "stop"])
+        finally:
+            shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+
+def start_postgres() -> PostgresServer:
+    initdb = _find_bin("initdb")
+    pg_ctl = _find_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        raise RuntimeError(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found; "
+            "install them with `apt-get install postgresql` or run scripts/test.sh"
+        )
+    root = Path(tempfile.mkdtemp(prefix="keeptime-pg-"))
+    data_dir = root / "data"
+    run_as_postgres = os.geteuid() == 0
+    if run_as_postgres:
+        pw = pwd.getpwnam("postgres")
+        os.chmod(root, 0o755)
+        data_dir.mkdir()
+        os.chown(data_dir, pw.pw_uid, pw.pw_gid)
+    port = _free_port()
+    server = PostgresServer(data_dir, port, run_as_postgres, pg_ctl)
+    server._run([initdb, "-D", str(data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8"])
+    options = f"-p {port} -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on"
+    server._run(
+        [pg_ctl, "-D", str(data_dir), "-o", options, "-l", str(data_dir / "log"), "-w", "start"]
+    )
+    _wait_ready(port)
+    return server
+
+
+def _wait_ready(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"PostgreSQL did not start listening on port {port}")
