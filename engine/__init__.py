@@ -1,1 +1,29 @@
-"""Keeptime's durable workflow engine."""
+"""Keeptime's durable workflow engine: the DBOS API on SQLite and PostgreSQL."""
+
+from engine import error
+from engine.config import DBOSConfig
+from engine.dbos import DBOS, DBOSConfiguredInstance
+from engine.handles import WorkflowHandle, WorkflowHandleAsync
+from engine.queue import Queue
+from engine.runtime.context import SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
+from engine.serialization import JsonSerializer, PickleSerializer, Serializer
+from engine.status import StepInfo, WorkflowStatus, WorkflowStatusString
+
+__all__ = [
+    "DBOS",
+    "DBOSConfig",
+    "DBOSConfiguredInstance",
+    "JsonSerializer",
+    "PickleSerializer",
+    "Queue",
+    "Serializer",
+    "SetEnqueueOptions",
+    "SetWorkflowID",
+    "SetWorkflowTimeout",
+    "StepInfo",
+    "WorkflowHandle",
+    "WorkflowHandleAsync",
+    "WorkflowStatus",
+    "WorkflowStatusString",
+    "error",
+]

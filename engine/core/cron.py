@@ -244,7 +244,7 @@ class _Fields:
     dow_restricted: bool
     has_seconds: bool
 
-    # -- day level ----------------------------------------------------------------------------
+    # -- day level --------------------------------------------------------------------------------
 
     def day_matches(self, day: date) -> bool:
         """Standard cron: if both day fields are restricted, a day matching EITHER fires."""
@@ -635,7 +635,7 @@ class CronSchedule:
         found = self._previous_naive(_to_naive_utc(at, "at"))
         return None if found is None else found.replace(tzinfo=UTC)
 
-    # -- segment walks ------------------------------------------------------------------------
+    # -- segment walks ----------------------------------------------------------------------------
 
     def _next_naive(self, after: datetime) -> datetime | None:
         # Each segment costs O(1) cached lookups plus one field-jumping search, and a year

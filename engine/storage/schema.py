@@ -65,7 +65,7 @@ workflow_status = Table(
     Index("ix_ws_user", "authenticated_user", "created_at"),
     Index("ix_ws_queue_status", "queue_name", "status", "priority", "created_at"),
     Index("ix_ws_parent", "parent_workflow_id"),
-    Index("ix_ws_dedup", "queue_name", "deduplication_id"),
+    Index("ux_ws_dedup", "queue_name", "deduplication_id", unique=True),
 )
 
 operation_outputs = Table(

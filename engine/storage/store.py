@@ -12,7 +12,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Insert, Row, Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
+from engine.error import DBOSQueueDeduplicatedError
 from engine.storage.database import Database
 from engine.storage.schema import operation_outputs, workflow_status
 
@@ -102,7 +104,7 @@ class SystemStore:
         self.db = db
         self.now_ms = now_ms
 
-    # -- workflow lifecycle -------------------------------------------------------------------
+    # -- workflow lifecycle -----------------------------------------------------------------------
 
     def insert_workflow(
         self, row: WorkflowRow, parent_step: StepRecord | None = None, parent_id: str | None = None
@@ -113,12 +115,24 @@ class SystemStore:
         same ID changes nothing and returns the first row.
         """
         with self.db.write() as conn:
-            inserted = conn.execute(
-                self._insert(workflow_status)
-                .values(**row.values())
-                .on_conflict_do_nothing()
-                .returning(workflow_status.c.workflow_uuid)
-            ).first()
+            try:
+                inserted = conn.execute(
+                    self._insert(workflow_status)
+                    .values(**row.values())
+                    .on_conflict_do_nothing(index_elements=["workflow_uuid"])
+                    .returning(workflow_status.c.workflow_uuid)
+                ).first()
+            except IntegrityError as exc:
+                if row.deduplication_id is None:
+                    raise
+                raise DBOSQueueDeduplicatedError(
+                    f"a workflow with deduplication ID {row.deduplication_id!r} is already "
+                    f"enqueued or running on queue {row.queue_name!r} (wait for it to finish, or "
+                    "use another deduplication ID)",
+                    row.workflow_uuid,
+                    row.queue_name or "",
+                    row.deduplication_id,
+                ) from exc
             if parent_step is not None and parent_id is not None:
                 self._insert_step(conn, parent_id, parent_step)
             if inserted is not None:
@@ -197,7 +211,13 @@ class SystemStore:
                     workflow_status.c.workflow_uuid == workflow_id,
                     workflow_status.c.status == "PENDING",
                 )
-                .values(status=status, output=output, error=error, updated_at=self.now_ms())
+                .values(
+                    status=status,
+                    output=output,
+                    error=error,
+                    deduplication_id=None,
+                    updated_at=self.now_ms(),
+                )
             )
             return bool(result.rowcount)
 
@@ -218,7 +238,7 @@ class SystemStore:
             ).first()
         return (row[0], row[1], row[2]) if row is not None else None
 
-    # -- recovery --------------------------------------------------------------------------------
+    # -- recovery ---------------------------------------------------------------------------------
 
     def pending_workflows(
         self, executor_ids: Sequence[str], app_version: str | None
@@ -265,7 +285,7 @@ class SystemStore:
             ).first()
         return WorkflowRow.from_row(row) if row is not None else None
 
-    # -- management ------------------------------------------------------------------------------
+    # -- management -------------------------------------------------------------------------------
 
     def cancel_workflow_tree(self, workflow_id: str) -> list[str]:
         """Cancel a workflow and every non-terminal descendant; returns the IDs cancelled."""
@@ -284,7 +304,7 @@ class SystemStore:
                         workflow_status.c.workflow_uuid == current,
                         workflow_status.c.status.in_(("PENDING", "ENQUEUED")),
                     )
-                    .values(status="CANCELLED", updated_at=self.now_ms())
+                    .values(status="CANCELLED", deduplication_id=None, updated_at=self.now_ms())
                 )
                 if result.rowcount:
                     cancelled.append(current)
@@ -356,8 +376,69 @@ class SystemStore:
                 conn.execute(select(func.count()).select_from(workflow_status)).scalar() or 0
             )
 
-    # -- helpers -------------------------------------------------------------------------------
+    # -- helpers ----------------------------------------------------------------------------------
 
     def _insert(self, table: Table) -> Any:
         stmt: Insert = sqlite.insert(table) if self.db.is_sqlite else postgresql.insert(table)
         return stmt
+
+    def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
+        """Which of these workflows are CANCELLED (the watcher's one query per interval)."""
+        if not workflow_ids:
+            return []
+        with self.db.read() as conn:
+            return list(
+                conn.execute(
+                    select(workflow_status.c.workflow_uuid).where(
+                        workflow_status.c.workflow_uuid.in_(list(workflow_ids)),
+                        workflow_status.c.status == "CANCELLED",
+                    )
+                ).scalars()
+            )
+
+    def resume_workflow(
+        self, workflow_id: str, executor_id: str
+    ) -> tuple[bool, WorkflowRow | None]:
+        """Make a cancelled, given-up or still-queued workflow PENDING here, off its queue.
+
+        Returns (changed, row). A PENDING or finished workflow is left as it is.
+        """
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(workflow_status)
+                .where(
+                    workflow_status.c.workflow_uuid == workflow_id,
+                    workflow_status.c.status.in_(
+                        ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "ENQUEUED")
+                    ),
+                )
+                .values(
+                    status="PENDING",
+                    executor_id=executor_id,
+                    recovery_attempts=0,
+                    queue_name=None,
+                    deduplication_id=None,
+                    deadline_epoch_ms=None,
+                    started_at_epoch_ms=self.now_ms(),
+                    updated_at=self.now_ms(),
+                )
+            )
+            row = conn.execute(
+                select(workflow_status).where(workflow_status.c.workflow_uuid == workflow_id)
+            ).first()
+        return bool(result.rowcount), (WorkflowRow.from_row(row) if row is not None else None)
+
+    def fork_workflow(self, source: WorkflowRow, new_row: WorkflowRow, start_step: int) -> None:
+        """Create ``new_row`` with copies of the source's steps before ``start_step``."""
+        with self.db.write() as conn:
+            conn.execute(self._insert(workflow_status).values(**new_row.values()))
+            steps = conn.execute(
+                select(operation_outputs).where(
+                    operation_outputs.c.workflow_uuid == source.workflow_uuid,
+                    operation_outputs.c.function_id < start_step,
+                )
+            ).all()
+            for step in steps:
+                values = dict(step._mapping)
+                values["workflow_uuid"] = new_row.workflow_uuid
+                conn.execute(self._insert(operation_outputs).values(**values))

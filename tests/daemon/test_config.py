@@ -1633,7 +1633,6 @@ def test_commented_out_examples_in_the_main_example_validate(tmp_path: Path) -> 
     assert isinstance(cfg.schedules["ping"].target, HttpTarget)
 
 
-@pytest.mark.xfail(strict=True, reason="engine.DBOS lands with issue 2")
 def test_example_workflows_import(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Imports config/jobs.py for real: this needs `from engine import DBOS` to work."""
     monkeypatch.setenv("KEEPTIME_REPORT_DIR", str(tmp_path))

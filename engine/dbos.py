@@ -1,0 +1,647 @@
+"""The ``DBOS`` facade: decorators, lifecycle and the context methods of the spec."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, ClassVar, ParamSpec, TypeVar
+
+from engine.config import DBOSConfig, ResolvedConfig, resolve_config
+from engine.error import (
+    DBOSConfigError,
+    DBOSInvalidArgumentError,
+    DBOSNotInWorkflowError,
+    DBOSNotLaunchedError,
+)
+from engine.handles import WorkflowHandle, WorkflowHandleAsync
+from engine.runtime import management, messaging, transactions
+from engine.runtime.context import current_workflow
+from engine.runtime.executor import Runtime
+from engine.runtime.registry import (
+    REGISTRY,
+    RegisteredFunction,
+    StepOptions,
+    is_coroutine_function,
+    owning_class_name,
+    qualified_name,
+)
+from engine.runtime.starting import bound_instance
+from engine.status import StepInfo, WorkflowStatus
+from engine.storage.migrations import drop_system_tables, migrate_system_database
+from engine.storage.store import ListFilter
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("keeptime.engine")
+_instance_lock = threading.Lock()
+
+
+class _DBOSMeta(type):
+    """Class-level properties: ``DBOS.workflow_id`` works on the class, as the spec shows."""
+
+    @property
+    def workflow_id(cls) -> str | None:
+        ctx = current_workflow()
+        return ctx.workflow_id if ctx is not None else None
+
+    @property
+    def step_id(cls) -> int | None:
+        ctx = current_workflow()
+        return ctx.next_function_id - 1 if ctx is not None and ctx.in_step else None
+
+    @property
+    def step_status(cls) -> Any:
+        ctx = current_workflow()
+        if ctx is None or not ctx.in_step:
+            return None
+        return {"step_id": ctx.next_function_id - 1, "current_attempt": ctx.step_attempt}
+
+    @property
+    def sql_session(cls) -> Any:
+        return transactions.current_session()
+
+    @property
+    def logger(cls) -> logging.Logger:
+        return logger
+
+    @property
+    def config(cls) -> ResolvedConfig:
+        return _runtime().config
+
+    @property
+    def authenticated_user(cls) -> str | None:
+        ctx = current_workflow()
+        return ctx.authenticated_user if ctx is not None else None
+
+    @property
+    def application_version(cls) -> str:
+        return _runtime().app_version
+
+    @property
+    def executor_id(cls) -> str:
+        return _runtime().executor_id
+
+
+class DBOS(metaclass=_DBOSMeta):
+    """The engine's entry point. ``DBOS(config=...)`` configures; ``DBOS.launch()`` starts."""
+
+    _instance: ClassVar[DBOS | None] = None
+
+    def __new__(cls, *, config: DBOSConfig | dict[str, Any] | None = None, **_: Any) -> DBOS:
+        with _instance_lock:
+            if cls._instance is not None:
+                if config is not None and cls._instance._config.name != (config or {}).get("name"):
+                    raise DBOSConfigError(
+                        "DBOS is already configured in this process; call DBOS.destroy() before "
+                        "configuring it again"
+                    )
+                return cls._instance
+            if config is None:
+                raise DBOSConfigError("DBOS(config=...) needs a config with at least a 'name'")
+            obj = super().__new__(cls)
+            obj._config = resolve_config(config)
+            obj._runtime = None
+            cls._instance = obj
+            return obj
+
+    def __init__(self, *, config: DBOSConfig | dict[str, Any] | None = None, **_: Any) -> None:
+        pass
+
+    _config: ResolvedConfig
+    _runtime: Runtime | None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @classmethod
+    def launch(cls) -> None:
+        inst = cls._instance
+        if inst is None:
+            raise DBOSNotLaunchedError("configure DBOS first: DBOS(config={'name': ...})")
+        with _instance_lock:
+            if inst._runtime is not None:
+                return
+            runtime = Runtime(inst._config)
+            runtime.launch()
+            inst._runtime = runtime
+        from engine.runtime import hooks
+
+        hooks.after_launch(runtime)
+
+    @classmethod
+    def destroy(
+        cls, *, destroy_registry: bool = False, workflow_completion_timeout_sec: float = 0
+    ) -> None:
+        with _instance_lock:
+            inst = cls._instance
+            cls._instance = None
+        if inst is not None and inst._runtime is not None:
+            inst._runtime.shutdown()
+            inst._runtime = None
+
+    @classmethod
+    def reset_system_database(cls) -> None:
+        """Drop and recreate the system tables. For tests; refuses after launch."""
+        inst = cls._instance
+        if inst is None:
+            raise DBOSNotLaunchedError("configure DBOS before reset_system_database()")
+        if inst._runtime is not None:
+            raise DBOSInvalidArgumentError("reset_system_database() must run before DBOS.launch()")
+        runtime = Runtime(inst._config)
+        try:
+            drop_system_tables(runtime.db)
+            migrate_system_database(runtime.db)
+            transactions.reset_application_database(runtime)
+        finally:
+            runtime.shutdown()
+
+    # -- decorators -------------------------------------------------------------------------------
+
+    @classmethod
+    def workflow(
+        cls, *, name: str | None = None, max_recovery_attempts: int | None = 100
+    ) -> Callable[[F], F]:
+        def decorate(func: F) -> F:
+            fn = RegisteredFunction(
+                name=name or qualified_name(func),
+                kind="workflow",
+                func=func,
+                is_async=is_coroutine_function(func),
+                max_recovery_attempts=max_recovery_attempts,
+                class_name=owning_class_name(func),
+            )
+            registered: F = _register(fn, _workflow_wrapper(fn))
+            return registered
+
+        return decorate
+
+    @classmethod
+    def step(
+        cls,
+        *,
+        name: str | None = None,
+        retries_allowed: bool = False,
+        interval_seconds: float = 1.0,
+        max_attempts: int = 3,
+        backoff_rate: float = 2.0,
+    ) -> Callable[[F], F]:
+        options = _check_step_options(retries_allowed, interval_seconds, max_attempts, backoff_rate)
+
+        def decorate(func: F) -> F:
+            fn = RegisteredFunction(
+                name=name or qualified_name(func),
+                kind="step",
+                func=func,
+                is_async=is_coroutine_function(func),
+                step_options=options,
+                class_name=owning_class_name(func),
+            )
+            registered: F = _register(fn, _step_wrapper(fn))
+            return registered
+
+        return decorate
+
+    @classmethod
+    def transaction(
+        cls, *, isolation_level: str = "SERIALIZABLE", name: str | None = None
+    ) -> Callable[[F], F]:
+        def decorate(func: F) -> F:
+            if is_coroutine_function(func):
+                raise DBOSInvalidArgumentError(
+                    f"@DBOS.transaction cannot decorate the coroutine {qualified_name(func)!r} "
+                    "(make it a plain def and call it with asyncio.to_thread)"
+                )
+            fn = RegisteredFunction(
+                name=name or qualified_name(func),
+                kind="transaction",
+                func=func,
+                is_async=False,
+                isolation_level=isolation_level,
+                class_name=owning_class_name(func),
+            )
+
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return transactions.call_transaction(_runtime(), fn, args, kwargs)
+
+            registered: F = _register(fn, wrapper)
+            return registered
+
+        return decorate
+
+    @classmethod
+    def dbos_class(cls, class_name: str | None = None) -> Callable[[type[Any]], type[Any]]:
+        def decorate(klass: type[Any]) -> type[Any]:
+            REGISTRY.register_class(klass)
+            return klass
+
+        return decorate
+
+    @classmethod
+    def scheduled(cls, cron: str) -> Callable[[F], F]:
+        from engine.runtime import hooks
+
+        return hooks.scheduled_decorator(cron)
+
+    # -- starting and retrieving ------------------------------------------------------------------
+
+    @classmethod
+    def start_workflow(
+        cls, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandle[R]:
+        runtime = _runtime()
+        fn = _workflow_of(func)
+        instance, rest = bound_instance(fn, args)
+        wf_id = runtime.start_background(fn, instance, rest, kwargs)
+        return WorkflowHandle(runtime, wf_id)
+
+    @classmethod
+    async def start_workflow_async(
+        cls, func: Callable[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandleAsync[R]:
+        runtime = _runtime()
+        fn = _workflow_of(func)
+        instance, rest = bound_instance(fn, args)
+        if not fn.is_async:
+            wf_id = await asyncio.to_thread(runtime.start_background, fn, instance, rest, kwargs)
+            return WorkflowHandleAsync(runtime, wf_id)
+        plan = await asyncio.to_thread(runtime.plan, fn, instance, rest, kwargs)
+        if plan.created:
+            # Same event loop as the caller, as the spec says.
+            ctx = runtime._begin(
+                plan.workflow_id, fn, plan.deadline_ms, {}, plan.row.authenticated_user
+            )
+
+            async def run() -> None:
+                value, error = await runtime._async_body(ctx, fn, instance, rest, kwargs)
+                try:
+                    await asyncio.to_thread(runtime._finish, ctx, value, error)
+                except Exception as exc:
+                    logger.debug("workflow %s ended: %r", plan.workflow_id, exc)
+
+            task = asyncio.get_running_loop().create_task(run())
+            _BACKGROUND_TASKS.add(task)
+            task.add_done_callback(_BACKGROUND_TASKS.discard)
+        return WorkflowHandleAsync(runtime, plan.workflow_id)
+
+    @classmethod
+    def retrieve_workflow(
+        cls, workflow_id: str, existing_workflow: bool = True
+    ) -> WorkflowHandle[Any]:
+        runtime = _runtime()
+        if existing_workflow:
+            management.require_row(runtime, workflow_id)
+        return WorkflowHandle(runtime, workflow_id)
+
+    @classmethod
+    async def retrieve_workflow_async(
+        cls, workflow_id: str, existing_workflow: bool = True
+    ) -> WorkflowHandleAsync[Any]:
+        runtime = _runtime()
+        if existing_workflow:
+            await asyncio.to_thread(management.require_row, runtime, workflow_id)
+        return WorkflowHandleAsync(runtime, workflow_id)
+
+    # -- durable sleep ----------------------------------------------------------------------------
+
+    @classmethod
+    def sleep(cls, seconds: float) -> None:
+        _check_seconds(seconds, "DBOS.sleep")
+        ctx = current_workflow()
+        if ctx is None or ctx.in_step:
+            time.sleep(seconds)
+            return
+        runtime = _runtime()
+        wake_ms = runtime.run_internal_step(
+            "DBOS.sleep", lambda: runtime.now_ms() + int(seconds * 1000)
+        )
+        remaining = (wake_ms - runtime.now_ms()) / 1000
+        if remaining > 0 and ctx.cancel_event.wait(remaining):
+            runtime.check_may_continue(ctx)
+
+    @classmethod
+    async def sleep_async(cls, seconds: float) -> None:
+        _check_seconds(seconds, "DBOS.sleep_async")
+        ctx = current_workflow()
+        if ctx is None or ctx.in_step:
+            await asyncio.sleep(seconds)
+            return
+        runtime = _runtime()
+        wake_ms = await asyncio.to_thread(
+            runtime.run_internal_step, "DBOS.sleep", lambda: runtime.now_ms() + int(seconds * 1000)
+        )
+        remaining = (wake_ms - runtime.now_ms()) / 1000
+        if remaining > 0:
+            cancelled = await asyncio.to_thread(ctx.cancel_event.wait, remaining)
+            if cancelled:
+                runtime.check_may_continue(ctx)
+
+    # -- messaging, events, streams ---------------------------------------------------------------
+
+    @classmethod
+    def send(cls, destination_id: str, message: Any, topic: str | None = None) -> None:
+        messaging.send(_runtime(), destination_id, message, topic)
+
+    @classmethod
+    async def send_async(cls, destination_id: str, message: Any, topic: str | None = None) -> None:
+        await asyncio.to_thread(messaging.send, _runtime(), destination_id, message, topic)
+
+    @classmethod
+    def recv(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
+        return messaging.recv(_runtime(), _require_workflow("DBOS.recv"), topic, timeout_seconds)
+
+    @classmethod
+    async def recv_async(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
+        ctx = _require_workflow("DBOS.recv_async")
+        return await asyncio.to_thread(messaging.recv, _runtime(), ctx, topic, timeout_seconds)
+
+    @classmethod
+    def set_event(cls, key: str, value: Any) -> None:
+        messaging.set_event(_runtime(), _require_workflow("DBOS.set_event"), key, value)
+
+    @classmethod
+    async def set_event_async(cls, key: str, value: Any) -> None:
+        ctx = _require_workflow("DBOS.set_event_async")
+        await asyncio.to_thread(messaging.set_event, _runtime(), ctx, key, value)
+
+    @classmethod
+    def get_event(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        return messaging.get_event(_runtime(), workflow_id, key, timeout_seconds)
+
+    @classmethod
+    async def get_event_async(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        return await asyncio.to_thread(
+            messaging.get_event, _runtime(), workflow_id, key, timeout_seconds
+        )
+
+    @classmethod
+    def get_all_events(cls, workflow_id: str) -> dict[str, Any]:
+        return messaging.get_all_events(_runtime(), workflow_id)
+
+    @classmethod
+    async def get_all_events_async(cls, workflow_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(messaging.get_all_events, _runtime(), workflow_id)
+
+    @classmethod
+    def write_stream(cls, key: str, value: Any) -> None:
+        messaging.write_stream(_runtime(), _require_workflow("DBOS.write_stream"), key, value)
+
+    @classmethod
+    async def write_stream_async(cls, key: str, value: Any) -> None:
+        ctx = _require_workflow("DBOS.write_stream_async")
+        await asyncio.to_thread(messaging.write_stream, _runtime(), ctx, key, value)
+
+    @classmethod
+    def close_stream(cls, key: str) -> None:
+        messaging.close_stream(_runtime(), _require_workflow("DBOS.close_stream"), key)
+
+    @classmethod
+    async def close_stream_async(cls, key: str) -> None:
+        ctx = _require_workflow("DBOS.close_stream_async")
+        await asyncio.to_thread(messaging.close_stream, _runtime(), ctx, key)
+
+    @classmethod
+    def read_stream(cls, workflow_id: str, key: str) -> Generator[Any, Any, None]:
+        return messaging.read_stream(_runtime(), workflow_id, key)
+
+    @classmethod
+    async def read_stream_async(cls, workflow_id: str, key: str) -> Any:
+        async for value in messaging.read_stream_async(_runtime(), workflow_id, key):
+            yield value
+
+    # -- management -------------------------------------------------------------------------------
+
+    @classmethod
+    def list_workflows(
+        cls,
+        *,
+        workflow_ids: list[str] | None = None,
+        status: str | list[str] | None = None,
+        start_time: str | None = None,
+        end_time: str | None = None,
+        name: str | None = None,
+        app_version: str | None = None,
+        user: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_desc: bool = False,
+        workflow_id_prefix: str | None = None,
+        load_input: bool = True,
+        load_output: bool = True,
+    ) -> list[WorkflowStatus]:
+        flt = ListFilter(
+            workflow_ids=workflow_ids,
+            workflow_id_prefix=workflow_id_prefix,
+            statuses=management.parse_statuses(status),
+            start_ms=management.parse_time_ms(start_time, "start_time"),
+            end_ms=management.parse_time_ms(end_time, "end_time"),
+            name=name,
+            app_version=app_version,
+            user=user,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+        )
+        return management.list_workflows(_runtime(), flt, load_input and load_output)
+
+    @classmethod
+    def list_queued_workflows(
+        cls,
+        *,
+        queue_name: str | None = None,
+        status: str | list[str] | None = None,
+        start_time: str | None = None,
+        end_time: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_desc: bool = False,
+        load_input: bool = True,
+    ) -> list[WorkflowStatus]:
+        flt = ListFilter(
+            statuses=management.parse_statuses(status, ("ENQUEUED", "PENDING")),
+            start_ms=management.parse_time_ms(start_time, "start_time"),
+            end_ms=management.parse_time_ms(end_time, "end_time"),
+            name=name,
+            queue_name=queue_name,
+            queued_only=True,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+        )
+        return management.list_workflows(_runtime(), flt, load_input)
+
+    @classmethod
+    def list_workflow_steps(cls, workflow_id: str) -> list[StepInfo]:
+        runtime = _runtime()
+        return [
+            management.to_step_info(s, runtime.codec) for s in runtime.store.list_steps(workflow_id)
+        ]
+
+    @classmethod
+    def get_workflow_status(cls, workflow_id: str) -> WorkflowStatus | None:
+        runtime = _runtime()
+        row = runtime.store.get_workflow(workflow_id)
+        return management.to_status(row, runtime.codec) if row is not None else None
+
+    @classmethod
+    def cancel_workflow(cls, workflow_id: str) -> None:
+        runtime = _runtime()
+        management.require_row(runtime, workflow_id)
+        runtime.cancel(workflow_id)
+
+    @classmethod
+    def resume_workflow(cls, workflow_id: str) -> WorkflowHandle[Any]:
+        runtime = _runtime()
+        return WorkflowHandle(runtime, management.resume(runtime, workflow_id))
+
+    @classmethod
+    def fork_workflow(
+        cls, workflow_id: str, start_step: int, *, application_version: str | None = None
+    ) -> WorkflowHandle[Any]:
+        runtime = _runtime()
+        return WorkflowHandle(
+            runtime, management.fork(runtime, workflow_id, start_step, application_version)
+        )
+
+    @classmethod
+    async def cancel_workflow_async(cls, workflow_id: str) -> None:
+        await asyncio.to_thread(cls.cancel_workflow, workflow_id)
+
+    @classmethod
+    async def resume_workflow_async(cls, workflow_id: str) -> WorkflowHandleAsync[Any]:
+        runtime = _runtime()
+        wf_id = await asyncio.to_thread(management.resume, runtime, workflow_id)
+        return WorkflowHandleAsync(runtime, wf_id)
+
+    @classmethod
+    async def fork_workflow_async(
+        cls, workflow_id: str, start_step: int, *, application_version: str | None = None
+    ) -> WorkflowHandleAsync[Any]:
+        runtime = _runtime()
+        wf_id = await asyncio.to_thread(
+            management.fork, runtime, workflow_id, start_step, application_version
+        )
+        return WorkflowHandleAsync(runtime, wf_id)
+
+
+class DBOSConfiguredInstance:
+    """Base for classes whose workflow methods must be recoverable: names the instance."""
+
+    def __init__(self, config_name: str) -> None:
+        if not isinstance(config_name, str) or not config_name:
+            raise DBOSInvalidArgumentError(
+                f"DBOSConfiguredInstance needs a non-empty config_name, got {config_name!r}"
+            )
+        self.config_name = config_name
+        for klass in type(self).__mro__:
+            if klass is not DBOSConfiguredInstance and klass is not object:
+                REGISTRY.register_instance(klass.__qualname__, config_name, self)
+
+
+_BACKGROUND_TASKS: set[asyncio.Task[None]] = set()
+
+
+def _runtime() -> Runtime:
+    inst = DBOS._instance
+    if inst is None or inst._runtime is None:
+        raise DBOSNotLaunchedError(
+            "DBOS is not launched (configure it with DBOS(config=...) and call DBOS.launch() first)"
+        )
+    return inst._runtime
+
+
+def _require_workflow(what: str) -> Any:
+    ctx = current_workflow()
+    if ctx is None:
+        raise DBOSNotInWorkflowError(f"{what} can only be called inside a workflow")
+    return ctx
+
+
+def _register(fn: RegisteredFunction, wrapper: Callable[..., Any]) -> Any:  # returns the F given
+    fn.wrapper = wrapper
+    wrapper.__keeptime_function__ = fn  # type: ignore[attr-defined]
+    REGISTRY.register(fn)
+    return wrapper
+
+
+def _workflow_of(func: Callable[..., Any]) -> RegisteredFunction:
+    fn = getattr(func, "__keeptime_function__", None)
+    if fn is None:
+        fn = getattr(getattr(func, "__func__", None), "__keeptime_function__", None)
+    if not isinstance(fn, RegisteredFunction) or fn.kind == "transaction":
+        raise DBOSInvalidArgumentError(
+            f"{qualified_name(func)!r} is not a workflow or step (decorate it with "
+            "@DBOS.workflow() or @DBOS.step())"
+        )
+    if fn.kind == "step":
+        from engine.runtime.hooks import step_as_workflow
+
+        return step_as_workflow(fn)
+    return fn
+
+
+def _workflow_wrapper(fn: RegisteredFunction) -> Callable[..., Any]:
+    if fn.is_async:
+
+        @functools.wraps(fn.func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            instance, rest = bound_instance(fn, args)
+            return await _runtime().run_async(fn, instance, rest, kwargs)
+
+        return async_wrapper
+
+    @functools.wraps(fn.func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        instance, rest = bound_instance(fn, args)
+        return _runtime().run_sync(fn, instance, rest, kwargs)
+
+    return wrapper
+
+
+def _step_wrapper(fn: RegisteredFunction) -> Callable[..., Any]:
+    if fn.is_async:
+
+        @functools.wraps(fn.func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            if current_workflow() is None:
+                return await fn.func(*args, **kwargs)
+            return await _runtime().call_step_async(fn, args, kwargs)
+
+        return async_wrapper
+
+    @functools.wraps(fn.func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_workflow() is None:
+            return fn.func(*args, **kwargs)
+        return _runtime().call_step(fn, args, kwargs)
+
+    return wrapper
+
+
+def _check_step_options(
+    retries_allowed: bool, interval_seconds: float, max_attempts: int, backoff_rate: float
+) -> StepOptions:
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise DBOSInvalidArgumentError(
+            f"max_attempts must be an integer >= 1, got {max_attempts!r}"
+        )
+    if not isinstance(interval_seconds, int | float) or interval_seconds < 0:
+        raise DBOSInvalidArgumentError(f"interval_seconds must be >= 0, got {interval_seconds!r}")
+    if not isinstance(backoff_rate, int | float) or backoff_rate < 1:
+        raise DBOSInvalidArgumentError(f"backoff_rate must be >= 1, got {backoff_rate!r}")
+    return StepOptions(
+        bool(retries_allowed), float(interval_seconds), max_attempts, float(backoff_rate)
+    )
+
+
+def _check_seconds(seconds: float, what: str) -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise DBOSInvalidArgumentError(
+            f"{what} needs a non-negative number of seconds, got {seconds!r}"
+        )

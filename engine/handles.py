@@ -1,0 +1,59 @@
+"""Workflow handles: what start_workflow, enqueue and retrieve_workflow return."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from engine.runtime.management import require_row, to_status
+from engine.status import WorkflowStatus
+
+if TYPE_CHECKING:
+    from engine.runtime.executor import Runtime
+
+R = TypeVar("R")
+
+
+class WorkflowHandle(Generic[R]):
+    def __init__(self, runtime: Runtime, workflow_id: str) -> None:
+        self._runtime = runtime
+        self.workflow_id = workflow_id
+
+    def get_workflow_id(self) -> str:
+        return self.workflow_id
+
+    def get_result(self, *, polling_interval_sec: float | None = None) -> R:
+        """Wait for the workflow to finish; return its result or raise its error."""
+        result: R = self._runtime.wait_result(self.workflow_id)
+        return result
+
+    def get_status(self) -> WorkflowStatus:
+        return to_status(require_row(self._runtime, self.workflow_id), self._runtime.codec)
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle({self.workflow_id!r})"
+
+
+class WorkflowHandleAsync(Generic[R]):
+    def __init__(self, runtime: Runtime, workflow_id: str) -> None:
+        self._runtime = runtime
+        self.workflow_id = workflow_id
+
+    def get_workflow_id(self) -> str:
+        return self.workflow_id
+
+    async def get_result(self, *, polling_interval_sec: float | None = None) -> R:
+        result: R = await asyncio.to_thread(self._runtime.wait_result, self.workflow_id)
+        return result
+
+    async def get_status(self) -> WorkflowStatus:
+        return await asyncio.to_thread(
+            lambda: to_status(require_row(self._runtime, self.workflow_id), self._runtime.codec)
+        )
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandleAsync({self.workflow_id!r})"
+
+
+def result_of(handle: WorkflowHandle[Any]) -> Any:
+    return handle.get_result()

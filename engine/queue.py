@@ -1,0 +1,162 @@
+"""Queues: durable FIFO (or priority) work lists with concurrency and rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypedDict, TypeVar
+
+from engine.error import DBOSInvalidArgumentError
+from engine.handles import WorkflowHandle, WorkflowHandleAsync
+from engine.runtime.context import start_options
+from engine.runtime.starting import QueuePlacement, bound_instance
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class QueueRateLimit(TypedDict):
+    limit: int
+    period: float
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    concurrency: int | None
+    worker_concurrency: int | None
+    limit: int | None
+    period_seconds: float | None
+    priority_enabled: bool
+    partition_queue: bool
+    polling_interval_sec: float
+
+
+_QUEUES: dict[str, Queue] = {}
+_QUEUES_LOCK = threading.Lock()
+
+
+def registered_queues() -> list[Queue]:
+    with _QUEUES_LOCK:
+        return list(_QUEUES.values())
+
+
+def find_queue(name: str) -> Queue | None:
+    with _QUEUES_LOCK:
+        return _QUEUES.get(name)
+
+
+class Queue:
+    """A named queue. Create it at import time, before ``DBOS.launch()``."""
+
+    def __init__(
+        self,
+        name: str,
+        concurrency: int | None = None,
+        limiter: QueueRateLimit | None = None,
+        *,
+        worker_concurrency: int | None = None,
+        priority_enabled: bool = False,
+        partition_queue: bool = False,
+        polling_interval_sec: float = 1.0,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise DBOSInvalidArgumentError(f"a queue needs a non-empty string name, got {name!r}")
+        _positive_or_none("concurrency", concurrency)
+        _positive_or_none("worker_concurrency", worker_concurrency)
+        if (
+            concurrency is not None
+            and worker_concurrency is not None
+            and worker_concurrency > concurrency
+        ):
+            raise DBOSInvalidArgumentError(
+                f"queue {name!r}: worker_concurrency ({worker_concurrency}) cannot exceed "
+                f"concurrency ({concurrency})"
+            )
+        limit = period = None
+        if limiter is not None:
+            if not isinstance(limiter, dict) or set(limiter) != {"limit", "period"}:
+                raise DBOSInvalidArgumentError(
+                    f"queue {name!r}: limiter must be {{'limit': int, 'period': seconds}}, "
+                    f"got {limiter!r}"
+                )
+            _positive_or_none("limiter.limit", limiter["limit"])
+            period = limiter["period"]
+            if isinstance(period, bool) or not isinstance(period, int | float) or period <= 0:
+                raise DBOSInvalidArgumentError(
+                    f"queue {name!r}: limiter.period must be > 0 seconds, got {period!r}"
+                )
+            limit = limiter["limit"]
+        if (
+            isinstance(polling_interval_sec, bool)
+            or not isinstance(polling_interval_sec, int | float)
+            or polling_interval_sec <= 0
+        ):
+            raise DBOSInvalidArgumentError(
+                f"polling_interval_sec must be > 0, got {polling_interval_sec!r}"
+            )
+        self.name = name
+        self.spec = QueueSpec(
+            name,
+            concurrency,
+            worker_concurrency,
+            limit,
+            float(period) if period is not None else None,
+            bool(priority_enabled),
+            bool(partition_queue),
+            float(polling_interval_sec),
+        )
+        self.concurrency = concurrency
+        self.worker_concurrency = worker_concurrency
+        self.limiter = limiter
+        self.priority_enabled = priority_enabled
+        self.partition_queue = partition_queue
+        with _QUEUES_LOCK:
+            _QUEUES[name] = self
+
+    def enqueue(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]:
+        from engine.dbos import _runtime, _workflow_of
+        from engine.runtime import queue_worker
+
+        runtime = _runtime()
+        fn = _workflow_of(func)
+        instance, rest = bound_instance(fn, args)
+        plan = runtime.plan(fn, instance, rest, kwargs, self._placement())
+        queue_worker.wake(runtime)
+        return WorkflowHandle(runtime, plan.workflow_id)
+
+    async def enqueue_async(
+        self, func: Callable[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandleAsync[R]:
+        from engine.dbos import _runtime
+
+        handle = await asyncio.to_thread(lambda: self.enqueue(func, *args, **kwargs))
+        return WorkflowHandleAsync(_runtime(), handle.workflow_id)
+
+    def _placement(self) -> QueuePlacement:
+        opts = start_options()
+        if self.partition_queue and opts.queue_partition_key is None:
+            raise DBOSInvalidArgumentError(
+                f"queue {self.name!r} is partitioned: enqueue inside "
+                "SetEnqueueOptions(queue_partition_key=...)"
+            )
+        if not self.partition_queue and opts.queue_partition_key is not None:
+            raise DBOSInvalidArgumentError(
+                f"queue {self.name!r} is not partitioned, but a queue_partition_key was set "
+                "(create it with Queue(..., partition_queue=True))"
+            )
+        if opts.priority is not None and not self.priority_enabled:
+            raise DBOSInvalidArgumentError(
+                f"queue {self.name!r} does not have priorities enabled "
+                "(create it with Queue(..., priority_enabled=True))"
+            )
+        return QueuePlacement(
+            self.name, opts.queue_partition_key, opts.deduplication_id, opts.priority
+        )
+
+
+def _positive_or_none(label: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise DBOSInvalidArgumentError(f"{label} must be a positive integer or None, got {value!r}")

@@ -1,0 +1,492 @@
+"""The runtime: one per launched DBOS instance. Runs workflows and steps and recovers them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from engine.config import ResolvedConfig
+from engine.error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSAwaitedWorkflowMaxRecoveryAttemptsExceededError,
+    DBOSNonExistentWorkflowError,
+    DBOSWorkflowCancelledError,
+)
+from engine.runtime.context import (
+    WorkflowContext,
+    current_workflow,
+    outside_workflow,
+    running_workflow,
+)
+from engine.runtime.registry import REGISTRY, RegisteredFunction
+from engine.runtime.starting import QueuePlacement, StartPlan, plan_start
+from engine.runtime.steps import StepCall, wait_or_cancel
+from engine.serialization import Codec
+from engine.storage.database import Database, parse_database_url
+from engine.storage.migrations import migrate_system_database
+from engine.storage.store import TERMINAL_STATUSES, SystemStore, WorkflowRow
+
+logger = logging.getLogger("keeptime.engine")
+
+WATCH_INTERVAL_SECONDS = 1.0
+_POLL_START_SECONDS = 0.005
+_POLL_MAX_SECONDS = 0.5
+
+
+class Runtime:
+    def __init__(self, config: ResolvedConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.app_name = config.name
+        self.clock = clock
+        self.executor_id = config.executor_id
+        self.codec = Codec(config.serializer)
+        self.db = Database(
+            parse_database_url(config.system_database_url),
+            schema=config.system_schema,
+            pool_size=config.sys_db_pool_size,
+            engine_kwargs=config.db_engine_kwargs,
+            engine=config.system_database_engine,
+        )
+        self.store = SystemStore(self.db, self.now_ms)
+        self.app_version = config.application_version or ""
+        self._pool = ThreadPoolExecutor(
+            config.max_executor_threads, thread_name_prefix="keeptime-wf"
+        )
+        self._active: dict[str, WorkflowContext] = {}
+        self._done: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._background_started: list[Callable[[], None]] = []
+        self.finish_listeners: list[Callable[[], None]] = []
+        self.app_db: Any = None  # engine.runtime.transactions.AppDatabase, created on first use
+        self.launched = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def launch(self) -> None:
+        migrate_system_database(self.db)
+        if not self.app_version:
+            self.app_version = compute_app_version(REGISTRY.workflows())
+        for key in self.config.ignored:
+            logger.warning("DBOSConfig %r is accepted but has no effect in keeptime", key)
+        self.launched = True
+        self.spawn("keeptime-watch", self._watch_loop)
+        self.recover_pending()
+
+    def spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return thread
+
+    @property
+    def stopping(self) -> threading.Event:
+        return self._stop
+
+    def shutdown(self, wait_seconds: float = 5.0) -> None:
+        self._stop.set()
+        with self._lock:
+            for ctx in self._active.values():
+                ctx.cancel_event.set()  # wakes sleepers; they exit without completing the row
+        for thread in self._threads:
+            thread.join(timeout=wait_seconds)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.app_db is not None:
+            self.app_db.dispose()
+        self.db.dispose()
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- starting workflows -----------------------------------------------------------------------
+
+    def plan(
+        self,
+        fn: RegisteredFunction,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        queue: QueuePlacement | None = None,
+    ) -> StartPlan:
+        return plan_start(self, fn, instance, args, kwargs, queue)
+
+    def run_sync(
+        self, fn: RegisteredFunction, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Call a workflow directly: run it in this thread and return its result."""
+        plan = self.plan(fn, instance, args, kwargs)
+        if not plan.created:
+            return self.wait_result(plan.workflow_id)
+        ctx = self._begin(plan.workflow_id, fn, plan.deadline_ms, {}, plan.row.authenticated_user)
+        return self._finish(ctx, *self._call_body(ctx, fn, instance, args, kwargs))
+
+    async def run_async(
+        self, fn: RegisteredFunction, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        plan = await asyncio.to_thread(self.plan, fn, instance, args, kwargs)
+        if not plan.created:
+            return await asyncio.to_thread(self.wait_result, plan.workflow_id)
+        ctx = self._begin(plan.workflow_id, fn, plan.deadline_ms, {}, plan.row.authenticated_user)
+        with running_workflow(ctx):
+            try:
+                value, error = await self._bind(fn, instance)(*args, **kwargs), None
+            except Exception as exc:
+                value, error = None, exc
+        return await asyncio.to_thread(self._finish, ctx, value, error)
+
+    def start_background(
+        self, fn: RegisteredFunction, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str:
+        plan = self.plan(fn, instance, args, kwargs)
+        if plan.created:
+            self.submit(
+                plan.workflow_id,
+                fn,
+                instance,
+                args,
+                kwargs,
+                plan.deadline_ms,
+                {},
+                plan.row.authenticated_user,
+            )
+        return plan.workflow_id
+
+    def submit(
+        self,
+        workflow_id: str,
+        fn: RegisteredFunction,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        deadline_ms: int | None,
+        recorded: dict[int, Any],
+        user: str | None = None,
+    ) -> None:
+        """Run a workflow whose row is PENDING on a pool thread."""
+        ctx = self._begin(workflow_id, fn, deadline_ms, recorded, user)
+
+        def run() -> None:
+            with outside_workflow():
+                try:
+                    if fn.is_async:
+                        value, error = asyncio.run(
+                            self._async_body(ctx, fn, instance, args, kwargs)
+                        )
+                    else:
+                        value, error = self._call_body(ctx, fn, instance, args, kwargs)
+                    self._finish(ctx, value, error)
+                except Exception as exc:  # the outcome is in the database already
+                    logger.debug("background workflow %s ended: %r", workflow_id, exc)
+
+        self._pool.submit(run)
+
+    async def _async_body(
+        self,
+        ctx: WorkflowContext,
+        fn: RegisteredFunction,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Any, BaseException | None]:
+        with running_workflow(ctx):
+            try:
+                return await self._bind(fn, instance)(*args, **kwargs), None
+            except Exception as exc:
+                return None, exc
+
+    def _call_body(
+        self,
+        ctx: WorkflowContext,
+        fn: RegisteredFunction,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Any, BaseException | None]:
+        with running_workflow(ctx):
+            try:
+                self.check_may_continue(ctx)
+                return self._bind(fn, instance)(*args, **kwargs), None
+            except Exception as exc:
+                return None, exc
+
+    @staticmethod
+    def _bind(fn: RegisteredFunction, instance: Any) -> Callable[..., Any]:
+        if instance is None:
+            return fn.func
+        return fn.func.__get__(instance, type(instance))  # type: ignore[no-any-return]
+
+    def _begin(
+        self,
+        workflow_id: str,
+        fn: RegisteredFunction,
+        deadline_ms: int | None,
+        recorded: dict[int, Any],
+        user: str | None,
+    ) -> WorkflowContext:
+        ctx = WorkflowContext(workflow_id, fn.name, deadline_ms, recorded, threading.Event(), user)
+        with self._lock:
+            self._active[workflow_id] = ctx
+            self._done.setdefault(workflow_id, threading.Event())
+        return ctx
+
+    def _finish(self, ctx: WorkflowContext, value: Any, error: BaseException | None) -> Any:
+        """Record the outcome (one write) and hand it to the direct caller."""
+        try:
+            if isinstance(error, DBOSWorkflowCancelledError):
+                if self._stop.is_set() and not self._cancelled_in_db(ctx.workflow_id):
+                    raise error  # shutting down: the workflow stays PENDING and recovers later
+                raise DBOSAwaitedWorkflowCancelledError(
+                    f"workflow {ctx.workflow_id!r} was cancelled"
+                )
+            output = err_text = None
+            if error is None:
+                try:
+                    output = self.codec.encode(value, f"the result of workflow {ctx.name!r}")
+                except Exception as exc:
+                    error = exc
+            if error is not None:
+                err_text = self.codec.encode_error(error)
+            status = "SUCCESS" if error is None else "ERROR"
+            if not self.store.complete_workflow(ctx.workflow_id, status, output, err_text):
+                return self.outcome(ctx.workflow_id)
+            if error is not None:
+                raise error
+            return value
+        finally:
+            with self._lock:
+                self._active.pop(ctx.workflow_id, None)
+                done = self._done.pop(ctx.workflow_id, None)
+            if done is not None:
+                done.set()
+            for listener in self.finish_listeners:
+                listener()
+
+    def _cancelled_in_db(self, workflow_id: str) -> bool:
+        outcome = self.store.get_outcome(workflow_id)
+        return outcome is not None and outcome[0] == "CANCELLED"
+
+    # -- inside workflows -------------------------------------------------------------------------
+
+    def check_may_continue(self, ctx: WorkflowContext) -> None:
+        """Raise if the workflow was cancelled or its deadline passed (checked before each step)."""
+        if ctx.cancel_event.is_set():
+            raise DBOSWorkflowCancelledError(f"workflow {ctx.workflow_id!r} was cancelled")
+        if ctx.deadline_ms is not None and self.now_ms() >= ctx.deadline_ms:
+            self.cancel(ctx.workflow_id)
+            raise DBOSWorkflowCancelledError(f"workflow {ctx.workflow_id!r} timed out")
+
+    def call_step(
+        self, fn: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        ctx = current_workflow()
+        if ctx is None or ctx.in_step:
+            return fn.func(*args, **kwargs)
+        call = StepCall(self, ctx, fn.name, fn.step_options)
+        replayed = call.begin()
+        if replayed is not None:
+            return replayed.value()
+        while True:
+            try:
+                call.succeeded(fn.func(*args, **kwargs))
+                break
+            except Exception as exc:
+                delay = call.failed(exc)
+                if delay is None:
+                    break
+                wait_or_cancel(ctx, delay)
+        return call.finish()
+
+    async def call_step_async(
+        self, fn: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        ctx = current_workflow()
+        if ctx is None or ctx.in_step:
+            return await fn.func(*args, **kwargs)
+        call = StepCall(self, ctx, fn.name, fn.step_options)
+        replayed = call.begin()
+        if replayed is not None:
+            return replayed.value()
+        while True:
+            try:
+                call.succeeded(await fn.func(*args, **kwargs))
+                break
+            except Exception as exc:
+                delay = call.failed(exc)
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
+        return await asyncio.to_thread(call.finish)
+
+    def run_internal_step(self, name: str, action: Callable[[], Any]) -> Any:
+        """Checkpoint an engine operation (sleep, send, get_event...) as a step of the workflow."""
+        ctx = current_workflow()
+        if ctx is None or ctx.in_step:
+            return action()
+        from engine.runtime.registry import StepOptions
+
+        call = StepCall(self, ctx, name, StepOptions())
+        replayed = call.begin()
+        if replayed is not None:
+            return replayed.value()
+        try:
+            call.succeeded(action())
+        except Exception as exc:
+            call.failed(exc)
+        return call.finish()
+
+    # -- results ----------------------------------------------------------------------------------
+
+    def wait_result(self, workflow_id: str, timeout: float | None = None) -> Any:
+        self.wait_done(workflow_id, timeout)
+        return self.outcome(workflow_id)
+
+    def wait_done(self, workflow_id: str, timeout: float | None = None) -> str:
+        """Block until the workflow is terminal; returns its status."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = _POLL_START_SECONDS
+        while True:
+            with self._lock:
+                local = self._done.get(workflow_id)
+            if local is not None:
+                local.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            outcome = self.store.get_outcome(workflow_id)
+            if outcome is None:
+                raise DBOSNonExistentWorkflowError(f"no workflow with ID {workflow_id!r} exists")
+            if outcome[0] in TERMINAL_STATUSES:
+                return outcome[0]
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"workflow {workflow_id!r} is still {outcome[0]}")
+            wait = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+            if self._stop.wait(wait):
+                raise DBOSWorkflowCancelledError("keeptime is shutting down")
+            delay = min(delay * 2, _POLL_MAX_SECONDS)
+
+    def outcome(self, workflow_id: str) -> Any:
+        found = self.store.get_outcome(workflow_id)
+        if found is None:
+            raise DBOSNonExistentWorkflowError(f"no workflow with ID {workflow_id!r} exists")
+        status, output, error = found
+        if status == "SUCCESS":
+            return self.codec.decode(output, f"the result of workflow {workflow_id!r}")
+        if status == "ERROR":
+            err = self.codec.decode_error(error)
+            raise err if err is not None else RuntimeError(f"workflow {workflow_id!r} failed")
+        if status == "CANCELLED":
+            raise DBOSAwaitedWorkflowCancelledError(f"workflow {workflow_id!r} was cancelled")
+        if status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
+            raise DBOSAwaitedWorkflowMaxRecoveryAttemptsExceededError(
+                f"workflow {workflow_id!r} exceeded its maximum recovery attempts (resume it with "
+                "DBOS.resume_workflow once the cause is fixed)"
+            )
+        raise RuntimeError(f"workflow {workflow_id!r} is still {status}")
+
+    # -- management -------------------------------------------------------------------------------
+
+    def cancel(self, workflow_id: str) -> list[str]:
+        cancelled = self.store.cancel_workflow_tree(workflow_id)
+        with self._lock:
+            for wf_id in cancelled:
+                ctx = self._active.get(wf_id)
+                if ctx is not None:
+                    ctx.cancel_event.set()
+        return cancelled
+
+    def execute_existing(self, row: WorkflowRow) -> bool:
+        """Run a PENDING workflow from its row, replaying recorded steps. False if unknown."""
+        fn = REGISTRY.find(row.name)
+        if fn is None or fn.kind != "workflow":
+            logger.warning(
+                "cannot run workflow %s: no workflow named %r is registered in this process",
+                row.workflow_uuid,
+                row.name,
+            )
+            return False
+        instance = None
+        if row.config_name is not None and row.class_name is not None:
+            instance = REGISTRY.find_instance(row.class_name, row.config_name)
+            if instance is None:
+                logger.warning(
+                    "cannot run workflow %s: no %s instance with config_name %r exists",
+                    row.workflow_uuid,
+                    row.class_name,
+                    row.config_name,
+                )
+                return False
+        inputs = self.codec.decode_inputs(row.inputs)
+        recorded = self.store.load_steps(row.workflow_uuid)
+        self.submit(
+            row.workflow_uuid,
+            fn,
+            instance,
+            tuple(inputs["args"]),
+            inputs["kwargs"],
+            row.deadline_epoch_ms,
+            recorded,
+            row.authenticated_user,
+        )
+        return True
+
+    def recover_pending(self, executor_ids: list[str] | None = None) -> list[str]:
+        """Resume this executor's PENDING workflows of the current application version."""
+        recovered: list[str] = []
+        for row in self.store.pending_workflows(
+            executor_ids or [self.executor_id], self.app_version
+        ):
+            with self._lock:
+                if row.workflow_uuid in self._active:
+                    continue
+            fn = REGISTRY.find(row.name)
+            limit = fn.max_recovery_attempts if fn is not None else None
+            current = self.store.start_recovery_attempt(row.workflow_uuid, self.executor_id, limit)
+            if current is None or current.status != "PENDING":
+                continue
+            if self.execute_existing(current):
+                recovered.append(row.workflow_uuid)
+        if recovered:
+            logger.info("recovered %d pending workflow(s)", len(recovered))
+        return recovered
+
+    # -- background -------------------------------------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        """Notice cancellations made by other processes and deadlines that passed mid-step."""
+        while not self._stop.wait(WATCH_INTERVAL_SECONDS):
+            try:
+                self._watch_once()
+            except Exception:
+                logger.exception("workflow watcher failed; retrying")
+
+    def _watch_once(self) -> None:
+        with self._lock:
+            active = dict(self._active)
+        if not active:
+            return
+        now = self.now_ms()
+        for wf_id, ctx in active.items():
+            if (
+                ctx.deadline_ms is not None
+                and now >= ctx.deadline_ms
+                and not ctx.cancel_event.is_set()
+            ):
+                self.cancel(wf_id)
+        for wf_id in self.store.cancelled_among(list(active)):
+            active[wf_id].cancel_event.set()
+
+
+def compute_app_version(workflows: list[RegisteredFunction]) -> str:
+    """A hash of the workflow sources, so recovery never replays changed code."""
+    digest = hashlib.sha256()
+    for fn in sorted(workflows, key=lambda f: f.name):
+        digest.update(fn.name.encode())
+        with contextlib.suppress(OSError, TypeError):
+            digest.update(inspect.getsource(fn.func).encode())
+    return digest.hexdigest()[:32]

@@ -1,0 +1,162 @@
+"""Workflow management: listing, status conversion, resume and fork."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from engine.error import DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
+from engine.runtime.context import consume_workflow_id
+from engine.serialization import Codec
+from engine.status import ALL_STATUSES, StepInfo, WorkflowStatus
+from engine.storage.store import ListFilter, StepRecord, WorkflowRow
+
+if TYPE_CHECKING:
+    from engine.runtime.executor import Runtime
+
+
+def to_status(row: WorkflowRow, codec: Codec, load_io: bool = True) -> WorkflowStatus:
+    roles = json.loads(row.authenticated_roles) if row.authenticated_roles else None
+    inputs: Any = None
+    output: Any = None
+    error: BaseException | None = None
+    if load_io:
+        inputs = codec.decode_inputs(row.inputs) if row.inputs is not None else None
+        output = codec.decode(row.output, f"the result of workflow {row.workflow_uuid!r}")
+        error = codec.decode_error(row.error)
+    return WorkflowStatus(
+        workflow_id=row.workflow_uuid,
+        status=row.status,
+        name=row.name,
+        recovery_attempts=row.recovery_attempts,
+        class_name=row.class_name,
+        config_name=row.config_name,
+        authenticated_user=row.authenticated_user,
+        assumed_role=row.assumed_role,
+        authenticated_roles=roles,
+        input=inputs,
+        output=output,
+        error=error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        queue_name=row.queue_name,
+        executor_id=row.executor_id,
+        app_version=row.application_version,
+        app_id=row.application_id,
+        workflow_timeout_ms=row.timeout_ms,
+        workflow_deadline_epoch_ms=row.deadline_epoch_ms,
+        deduplication_id=row.deduplication_id,
+        priority=row.priority,
+        queue_partition_key=row.queue_partition_key,
+        parent_workflow_id=row.parent_workflow_id,
+    )
+
+
+def to_step_info(step: StepRecord, codec: Codec) -> StepInfo:
+    return StepInfo(
+        function_id=step.function_id,
+        function_name=step.function_name,
+        output=codec.decode(step.output, f"the output of step {step.function_name!r}"),
+        error=codec.decode_error(step.error),
+        child_workflow_id=step.child_workflow_id,
+    )
+
+
+def parse_statuses(
+    status: str | list[str] | None, allowed: tuple[str, ...] = ALL_STATUSES
+) -> list[str] | None:
+    if status is None:
+        return None
+    statuses = [status] if isinstance(status, str) else list(status)
+    bad = [s for s in statuses if s not in allowed]
+    if bad:
+        raise DBOSInvalidArgumentError(
+            f"unknown workflow status {', '.join(map(repr, bad))} (use one of {', '.join(allowed)})"
+        )
+    return statuses
+
+
+def parse_time_ms(value: str | datetime | None, what: str) -> int | None:
+    """RFC 3339 timestamp (or datetime) to epoch milliseconds."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise DBOSInvalidArgumentError(
+                f"{what} {value!r} is not an RFC 3339 timestamp (like 2026-01-31T12:00:00Z)"
+            ) from exc
+    if moment.tzinfo is None:
+        raise DBOSInvalidArgumentError(
+            f"{what} {value!r} has no UTC offset (add one, like 2026-01-31T12:00:00Z)"
+        )
+    return int(moment.timestamp() * 1000)
+
+
+def check_page(limit: int | None, offset: int | None) -> None:
+    for label, value in (("limit", limit), ("offset", offset)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise DBOSInvalidArgumentError(f"{label} must be a non-negative integer, got {value!r}")
+
+
+def list_workflows(runtime: Runtime, flt: ListFilter, load_io: bool = True) -> list[WorkflowStatus]:
+    check_page(flt.limit, flt.offset)
+    return [to_status(r, runtime.codec, load_io) for r in runtime.store.list_workflows(flt)]
+
+
+def require_row(runtime: Runtime, workflow_id: str) -> WorkflowRow:
+    row = runtime.store.get_workflow(workflow_id)
+    if row is None:
+        raise DBOSNonExistentWorkflowError(f"no workflow with ID {workflow_id!r} exists")
+    return row
+
+
+def resume(runtime: Runtime, workflow_id: str) -> str:
+    require_row(runtime, workflow_id)
+    changed, row = runtime.store.resume_workflow(workflow_id, runtime.executor_id)
+    if changed and row is not None:
+        runtime.execute_existing(row)
+    return workflow_id
+
+
+def fork(
+    runtime: Runtime, workflow_id: str, start_step: int, application_version: str | None
+) -> str:
+    if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 1:
+        raise DBOSInvalidArgumentError(
+            f"start_step must be a step's function_id (an integer >= 1), got {start_step!r}"
+        )
+    source = require_row(runtime, workflow_id)
+    new_id = consume_workflow_id() or str(uuid.uuid4())
+    now = runtime.now_ms()
+    new_row = WorkflowRow(
+        workflow_uuid=new_id,
+        status="PENDING",
+        name=source.name,
+        class_name=source.class_name,
+        config_name=source.config_name,
+        authenticated_user=source.authenticated_user,
+        assumed_role=source.assumed_role,
+        authenticated_roles=source.authenticated_roles,
+        inputs=source.inputs,
+        executor_id=runtime.executor_id,
+        application_version=application_version or source.application_version,
+        application_id=source.application_id,
+        created_at=now,
+        updated_at=now,
+        recovery_attempts=1,
+        timeout_ms=source.timeout_ms,
+        deadline_epoch_ms=now + source.timeout_ms if source.timeout_ms else None,
+        started_at_epoch_ms=now,
+    )
+    runtime.store.fork_workflow(source, new_row, start_step)
+    if new_row.application_version in (None, runtime.app_version):
+        runtime.execute_existing(new_row)
+    return new_id

@@ -1,0 +1,129 @@
+"""Deciding how a workflow start goes: its ID, timeout, row, and whether this caller runs it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.error import DBOSWorkflowConflictIDError
+from engine.runtime.context import consume_workflow_id, current_workflow, start_options
+from engine.runtime.registry import RegisteredFunction
+from engine.storage.store import StepRecord, WorkflowRow
+
+if TYPE_CHECKING:
+    from engine.runtime.executor import Runtime
+
+
+@dataclass
+class StartPlan:
+    """The outcome of inserting a workflow: run it here, or attach to an existing one."""
+
+    workflow_id: str
+    created: bool
+    row: WorkflowRow
+    deadline_ms: int | None
+
+
+@dataclass(frozen=True)
+class QueuePlacement:
+    queue_name: str
+    partition_key: str | None = None
+    deduplication_id: str | None = None
+    priority: int | None = None
+
+
+def bound_instance(fn: RegisteredFunction, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+    """Split ``self`` off a method call, so only real arguments are serialized."""
+    if fn.class_name is not None and args:
+        owner = type(args[0])
+        if any(c.__qualname__ == fn.class_name for c in owner.__mro__):
+            return args[0], args[1:]
+    return None, args
+
+
+def plan_start(
+    runtime: Runtime,
+    fn: RegisteredFunction,
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    queue: QueuePlacement | None = None,
+) -> StartPlan:
+    parent = current_workflow()
+    if parent is not None and parent.in_step:
+        parent = None  # a workflow started from a step is not that workflow's child
+    explicit_id = consume_workflow_id()
+    function_id = parent.take_function_id() if parent is not None else None
+    if parent is not None and function_id is not None:
+        recorded = parent.recorded.get(function_id)
+        if recorded is not None and recorded.child_workflow_id is not None:
+            row = runtime.store.get_workflow(recorded.child_workflow_id)
+            if row is not None:
+                return StartPlan(row.workflow_uuid, False, row, row.deadline_epoch_ms)
+        runtime.check_may_continue(parent)
+    if explicit_id is not None:
+        workflow_id = explicit_id
+    elif parent is not None:
+        workflow_id = f"{parent.workflow_id}-{function_id}"
+    else:
+        workflow_id = str(uuid.uuid4())
+
+    opts = start_options()
+    timeout_ms: int | None = None
+    if opts.timeout_set:
+        timeout_ms = None if opts.timeout_seconds is None else int(opts.timeout_seconds * 1000)
+    now = runtime.now_ms()
+    deadline_ms: int | None = None
+    if queue is None:
+        deadline_ms = now + timeout_ms if timeout_ms is not None else None
+        if not opts.timeout_set and parent is not None:
+            deadline_ms = parent.deadline_ms
+    elif not opts.timeout_set and parent is not None and parent.deadline_ms is not None:
+        timeout_ms = max(1, parent.deadline_ms - now)
+
+    inputs = runtime.codec.encode_inputs(fn.name, args, kwargs)
+    config_name = getattr(instance, "config_name", None) if instance is not None else None
+    row = WorkflowRow(
+        workflow_uuid=workflow_id,
+        status="ENQUEUED" if queue is not None else "PENDING",
+        name=fn.name,
+        class_name=fn.class_name if instance is not None else None,
+        config_name=config_name,
+        authenticated_user=parent.authenticated_user if parent is not None else None,
+        inputs=inputs,
+        executor_id=runtime.executor_id if queue is None else None,
+        application_version=opts.app_version or runtime.app_version,
+        application_id=runtime.app_name,
+        created_at=now,
+        updated_at=now,
+        recovery_attempts=0 if queue is not None else 1,
+        queue_name=queue.queue_name if queue else None,
+        queue_partition_key=queue.partition_key if queue else None,
+        deduplication_id=queue.deduplication_id if queue else None,
+        priority=queue.priority if queue else None,
+        timeout_ms=timeout_ms,
+        deadline_epoch_ms=deadline_ms,
+        started_at_epoch_ms=now if queue is None else None,
+        parent_workflow_id=parent.workflow_id if parent is not None else None,
+    )
+    parent_step = (
+        StepRecord(function_id, fn.name, None, None, workflow_id)
+        if parent is not None and function_id is not None
+        else None
+    )
+    created, stored = runtime.store.insert_workflow(
+        row, parent_step, parent.workflow_id if parent is not None else None
+    )
+    if not created:
+        _check_same_workflow(stored, row)
+    return StartPlan(workflow_id, created, stored, deadline_ms)
+
+
+def _check_same_workflow(stored: WorkflowRow, wanted: WorkflowRow) -> None:
+    if stored.name != wanted.name:
+        raise DBOSWorkflowConflictIDError(
+            f"workflow ID {wanted.workflow_uuid!r} is already used by a run of {stored.name!r}; "
+            f"it cannot also run {wanted.name!r} (workflow IDs are idempotency keys; pick a new "
+            "ID for a different workflow)"
+        )
