@@ -1,8 +1,10 @@
 """Keeptime's durable workflow engine: the DBOS API on SQLite and PostgreSQL."""
 
 from engine import error
+from engine.client import DBOSClient, EnqueueOptions
 from engine.config import DBOSConfig
 from engine.dbos import DBOS, DBOSConfiguredInstance
+from engine.debouncer import Debouncer, DebouncerClient
 from engine.handles import WorkflowHandle, WorkflowHandleAsync
 from engine.queue import Queue
 from engine.runtime.context import SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
@@ -11,8 +13,12 @@ from engine.status import StepInfo, WorkflowStatus, WorkflowStatusString
 
 __all__ = [
     "DBOS",
+    "DBOSClient",
     "DBOSConfig",
     "DBOSConfiguredInstance",
+    "Debouncer",
+    "DebouncerClient",
+    "EnqueueOptions",
     "JsonSerializer",
     "PickleSerializer",
     "Queue",

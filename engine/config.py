@@ -34,6 +34,7 @@ class DBOSConfig(TypedDict, total=False):
     executor_id: str | None
     serializer: Serializer | None
     max_executor_threads: int | None
+    executor_timeout_sec: float | None
 
 
 _KNOWN_KEYS = frozenset(DBOSConfig.__annotations__)
@@ -44,9 +45,12 @@ IGNORED_KEYS = (
     "otlp_traces_endpoints",
     "otlp_logs_endpoints",
     "otlp_attributes",
-    "run_admin_server",
-    "admin_port",
 )
+# Unlike DBOS (on by default, port 3001), keeptime's admin server is off unless asked for, and
+# listens on 127.0.0.1 only.
+DEFAULT_ADMIN_PORT = 3001
+# An executor silent for this long is presumed dead and its PENDING work is taken over.
+DEFAULT_EXECUTOR_TIMEOUT_SEC = 30.0
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -64,7 +68,10 @@ class ResolvedConfig:
     executor_id: str
     serializer: Serializer
     max_executor_threads: int
+    executor_timeout_sec: float
     ignored: tuple[str, ...]
+    run_admin_server: bool = False
+    admin_port: int = DEFAULT_ADMIN_PORT
 
 
 def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
@@ -96,11 +103,20 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
     log_level = str(config.get("log_level") or "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise DBOSConfigError(f"log_level {log_level!r} is not one of {', '.join(_LOG_LEVELS)}")
-    pool = config.get("sys_db_pool_size") or 20
-    threads = config.get("max_executor_threads") or 256
+    pool = _or_default(config.get("sys_db_pool_size"), 20)
+    threads = _or_default(config.get("max_executor_threads"), 256)
     for label, value in (("sys_db_pool_size", pool), ("max_executor_threads", threads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise DBOSConfigError(f"{label} must be a positive integer, got {value!r}")
+    executor_timeout = _or_default(config.get("executor_timeout_sec"), DEFAULT_EXECUTOR_TIMEOUT_SEC)
+    if (
+        isinstance(executor_timeout, bool)
+        or not isinstance(executor_timeout, int | float)
+        or executor_timeout <= 0
+    ):
+        raise DBOSConfigError(
+            f"executor_timeout_sec must be a positive number, got {executor_timeout!r}"
+        )
     executor_id = config.get("executor_id") or os.environ.get("DBOS__VMID") or "local"
     version = config.get("application_version") or os.environ.get("DBOS__APPVERSION") or None
     return ResolvedConfig(
@@ -116,5 +132,23 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         executor_id=str(executor_id),
         serializer=serializer,
         max_executor_threads=threads,
+        executor_timeout_sec=float(executor_timeout),
         ignored=tuple(k for k in IGNORED_KEYS if config.get(k) not in (None, False)),
+        run_admin_server=bool(config.get("run_admin_server")),
+        admin_port=_admin_port(config.get("admin_port")),
     )
+
+
+def _admin_port(value: Any) -> int:
+    if value is None:
+        return DEFAULT_ADMIN_PORT
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise DBOSConfigError(
+            f"admin_port must be an integer 0..65535 (0: any free port), got {value!r}"
+        )
+    return value
+
+
+def _or_default(value: Any, default: Any) -> Any:
+    """The spec's optional keys: None means "use the default"; 0 is a value to validate."""
+    return default if value is None else value

@@ -16,6 +16,7 @@ from engine.error import (
     DBOSInvalidArgumentError,
     DBOSNotInWorkflowError,
     DBOSNotLaunchedError,
+    DBOSWorkflowCancelledError,
 )
 from engine.handles import WorkflowHandle, WorkflowHandleAsync
 from engine.runtime import management, messaging, transactions
@@ -131,6 +132,10 @@ class DBOS(metaclass=_DBOSMeta):
             inst._runtime = runtime
         from engine.runtime import hooks
 
+        # Recovered workflows call back into DBOS, so recovery runs once DBOS is launched, but
+        # before the queue worker starts: its first claims are PENDING on this executor too, and
+        # recovery must not start them a second time.
+        runtime.recover_pending()
         hooks.after_launch(runtime)
 
     @classmethod
@@ -143,6 +148,14 @@ class DBOS(metaclass=_DBOSMeta):
         if inst is not None and inst._runtime is not None:
             inst._runtime.shutdown()
             inst._runtime = None
+
+    @classmethod
+    def add_outcome_listener(
+        cls, listener: Callable[[str, str, str, BaseException | None], None]
+    ) -> None:
+        """keeptime extension: call ``listener(workflow_id, name, status, error)`` whenever this
+        process finishes a workflow (SUCCESS or ERROR). Listeners must be quick and not raise."""
+        _runtime().outcome_listeners.append(listener)
 
     @classmethod
     def reset_system_database(cls) -> None:
@@ -358,7 +371,7 @@ class DBOS(metaclass=_DBOSMeta):
     @classmethod
     async def recv_async(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
         ctx = _require_workflow("DBOS.recv_async")
-        return await asyncio.to_thread(messaging.recv, _runtime(), ctx, topic, timeout_seconds)
+        return await messaging.recv_async(_runtime(), ctx, topic, timeout_seconds)
 
     @classmethod
     def set_event(cls, key: str, value: Any) -> None:
@@ -375,9 +388,7 @@ class DBOS(metaclass=_DBOSMeta):
 
     @classmethod
     async def get_event_async(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
-        return await asyncio.to_thread(
-            messaging.get_event, _runtime(), workflow_id, key, timeout_seconds
-        )
+        return await messaging.get_event_async(_runtime(), workflow_id, key, timeout_seconds)
 
     @classmethod
     def get_all_events(cls, workflow_id: str) -> dict[str, Any]:
@@ -548,6 +559,14 @@ _BACKGROUND_TASKS: set[asyncio.Task[None]] = set()
 
 
 def _runtime() -> Runtime:
+    """The runtime of the calling workflow, or else the launched one."""
+    ctx = current_workflow()
+    if ctx is not None and isinstance(ctx.runtime, Runtime):
+        if ctx.runtime.stopping.is_set():
+            raise DBOSWorkflowCancelledError(
+                f"workflow {ctx.workflow_id!r} stopped: its DBOS instance was destroyed"
+            )
+        return ctx.runtime
     inst = DBOS._instance
     if inst is None or inst._runtime is None:
         raise DBOSNotLaunchedError(

@@ -64,46 +64,16 @@ class Queue:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise DBOSInvalidArgumentError(f"a queue needs a non-empty string name, got {name!r}")
-        _positive_or_none("concurrency", concurrency)
-        _positive_or_none("worker_concurrency", worker_concurrency)
-        if (
-            concurrency is not None
-            and worker_concurrency is not None
-            and worker_concurrency > concurrency
-        ):
-            raise DBOSInvalidArgumentError(
-                f"queue {name!r}: worker_concurrency ({worker_concurrency}) cannot exceed "
-                f"concurrency ({concurrency})"
-            )
-        limit = period = None
-        if limiter is not None:
-            if not isinstance(limiter, dict) or set(limiter) != {"limit", "period"}:
-                raise DBOSInvalidArgumentError(
-                    f"queue {name!r}: limiter must be {{'limit': int, 'period': seconds}}, "
-                    f"got {limiter!r}"
-                )
-            _positive_or_none("limiter.limit", limiter["limit"])
-            period = limiter["period"]
-            if isinstance(period, bool) or not isinstance(period, int | float) or period <= 0:
-                raise DBOSInvalidArgumentError(
-                    f"queue {name!r}: limiter.period must be > 0 seconds, got {period!r}"
-                )
-            limit = limiter["limit"]
-        if (
-            isinstance(polling_interval_sec, bool)
-            or not isinstance(polling_interval_sec, int | float)
-            or polling_interval_sec <= 0
-        ):
-            raise DBOSInvalidArgumentError(
-                f"polling_interval_sec must be > 0, got {polling_interval_sec!r}"
-            )
+        _check_concurrency(name, concurrency, worker_concurrency)
+        limit, period = _check_limiter(name, limiter)
+        _check_positive_number(name, "polling_interval_sec", polling_interval_sec)
         self.name = name
         self.spec = QueueSpec(
             name,
             concurrency,
             worker_concurrency,
             limit,
-            float(period) if period is not None else None,
+            period,
             bool(priority_enabled),
             bool(partition_queue),
             float(polling_interval_sec),
@@ -157,6 +127,43 @@ class Queue:
         )
 
 
-def _positive_or_none(label: str, value: Any) -> None:
+def _check_concurrency(name: str, concurrency: Any, worker_concurrency: Any) -> None:
+    _check_positive_int(name, "concurrency", concurrency)
+    _check_positive_int(name, "worker_concurrency", worker_concurrency)
+    if (
+        concurrency is not None
+        and worker_concurrency is not None
+        and worker_concurrency > concurrency
+    ):
+        raise DBOSInvalidArgumentError(
+            f"queue {name!r}: worker_concurrency ({worker_concurrency}) cannot exceed "
+            f"concurrency ({concurrency}); lower worker_concurrency or raise concurrency"
+        )
+
+
+def _check_limiter(name: str, limiter: Any) -> tuple[int | None, float | None]:
+    if limiter is None:
+        return None, None
+    if not isinstance(limiter, dict) or set(limiter) != {"limit", "period"}:
+        raise DBOSInvalidArgumentError(
+            f"queue {name!r}: limiter must be {{'limit': <int >= 1>, 'period': <seconds > 0>}}, "
+            f"got {limiter!r}"
+        )
+    _check_positive_int(name, "limiter 'limit'", limiter["limit"])
+    _check_positive_number(name, "limiter 'period'", limiter["period"])
+    return int(limiter["limit"]), float(limiter["period"])
+
+
+def _check_positive_int(name: str, label: str, value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise DBOSInvalidArgumentError(f"{label} must be a positive integer or None, got {value!r}")
+        raise DBOSInvalidArgumentError(
+            f"queue {name!r}: {label} must be a positive integer (or None for no limit), "
+            f"got {value!r}"
+        )
+
+
+def _check_positive_number(name: str, label: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise DBOSInvalidArgumentError(
+            f"queue {name!r}: {label} must be a number of seconds > 0, got {value!r}"
+        )

@@ -13,6 +13,7 @@ import json
 import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from engine.error import DBOSException, DBOSSerializationError
@@ -39,13 +40,32 @@ class PickleSerializer(Serializer):
 
 
 class JsonSerializer(Serializer):
-    """Plain JSON: values must be JSON types. Never executes code when reading."""
+    """Plain JSON: values must be JSON types. Never executes code when reading.
+
+    Aware and naive ``datetime`` values are also accepted (scheduled workflows receive two), stored
+    as ``{"__datetime__": "<ISO 8601>"}``.
+    """
 
     def serialize(self, data: Any) -> str:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+        return json.dumps(data, separators=(",", ":"), allow_nan=False, default=_json_default)
 
     def deserialize(self, serialized_data: str) -> Any:
-        return json.loads(serialized_data)
+        return json.loads(serialized_data, object_hook=_json_object_hook)
+
+
+_DATETIME_TAG = "__datetime__"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {_DATETIME_TAG: value.isoformat()}
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _json_object_hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and isinstance(obj.get(_DATETIME_TAG), str):
+        return datetime.fromisoformat(obj[_DATETIME_TAG])
+    return obj
 
 
 class Codec:

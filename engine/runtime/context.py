@@ -30,6 +30,8 @@ class WorkflowContext:
     next_function_id: int = 1
     in_step: bool = False
     step_attempt: int = 0
+    # The Runtime executing this workflow (typed loosely to keep this module import-light).
+    runtime: Any = None
 
     def take_function_id(self) -> int:
         fid = self.next_function_id

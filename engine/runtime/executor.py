@@ -16,10 +16,9 @@ from typing import Any
 from engine.config import ResolvedConfig
 from engine.error import (
     DBOSAwaitedWorkflowCancelledError,
-    DBOSAwaitedWorkflowMaxRecoveryAttemptsExceededError,
-    DBOSNonExistentWorkflowError,
     DBOSWorkflowCancelledError,
 )
+from engine.runtime import results
 from engine.runtime.context import (
     WorkflowContext,
     current_workflow,
@@ -31,14 +30,13 @@ from engine.runtime.starting import QueuePlacement, StartPlan, plan_start
 from engine.runtime.steps import StepCall, wait_or_cancel
 from engine.serialization import Codec
 from engine.storage.database import Database, parse_database_url
+from engine.storage.executors import ExecutorStore
 from engine.storage.migrations import migrate_system_database
-from engine.storage.store import TERMINAL_STATUSES, SystemStore, WorkflowRow
+from engine.storage.store import SystemStore, WorkflowRow
 
 logger = logging.getLogger("keeptime.engine")
 
 WATCH_INTERVAL_SECONDS = 1.0
-_POLL_START_SECONDS = 0.005
-_POLL_MAX_SECONDS = 0.5
 
 
 class Runtime:
@@ -56,6 +54,8 @@ class Runtime:
             engine=config.system_database_engine,
         )
         self.store = SystemStore(self.db, self.now_ms)
+        self.executors = ExecutorStore(self.store)
+        self._last_heartbeat = 0.0
         self.app_version = config.application_version or ""
         self._pool = ThreadPoolExecutor(
             config.max_executor_threads, thread_name_prefix="keeptime-wf"
@@ -67,6 +67,10 @@ class Runtime:
         self._threads: list[threading.Thread] = []
         self._background_started: list[Callable[[], None]] = []
         self.finish_listeners: list[Callable[[], None]] = []
+        # Told (workflow_id, name, status, error) when this process completes a workflow.
+        self.outcome_listeners: list[Callable[[str, str, str, BaseException | None], None]] = []
+        # Called at shutdown to wake background threads that wait on their own events.
+        self.stop_listeners: list[Callable[[], None]] = []
         self.app_db: Any = None  # engine.runtime.transactions.AppDatabase, created on first use
         self.launched = False
 
@@ -78,9 +82,10 @@ class Runtime:
             self.app_version = compute_app_version(REGISTRY.workflows())
         for key in self.config.ignored:
             logger.warning("DBOSConfig %r is accepted but has no effect in keeptime", key)
+        self.executors.heartbeat(self.executor_id, self.app_version)
+        self._last_heartbeat = time.monotonic()
         self.launched = True
         self.spawn("keeptime-watch", self._watch_loop)
-        self.recover_pending()
 
     def spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -94,6 +99,8 @@ class Runtime:
 
     def shutdown(self, wait_seconds: float = 5.0) -> None:
         self._stop.set()
+        for listener in self.stop_listeners:
+            listener()
         with self._lock:
             for ctx in self._active.values():
                 ctx.cancel_event.set()  # wakes sleepers; they exit without completing the row
@@ -233,6 +240,7 @@ class Runtime:
         user: str | None,
     ) -> WorkflowContext:
         ctx = WorkflowContext(workflow_id, fn.name, deadline_ms, recorded, threading.Event(), user)
+        ctx.runtime = self
         with self._lock:
             self._active[workflow_id] = ctx
             self._done.setdefault(workflow_id, threading.Event())
@@ -241,9 +249,11 @@ class Runtime:
     def _finish(self, ctx: WorkflowContext, value: Any, error: BaseException | None) -> Any:
         """Record the outcome (one write) and hand it to the direct caller."""
         try:
+            if error is not None and self._stop.is_set():
+                # Failures while shutting down are usually the shutdown itself: leave the
+                # workflow PENDING so recovery finishes it, rather than record a false error.
+                raise error
             if isinstance(error, DBOSWorkflowCancelledError):
-                if self._stop.is_set() and not self._cancelled_in_db(ctx.workflow_id):
-                    raise error  # shutting down: the workflow stays PENDING and recovers later
                 raise DBOSAwaitedWorkflowCancelledError(
                     f"workflow {ctx.workflow_id!r} was cancelled"
                 )
@@ -258,6 +268,7 @@ class Runtime:
             status = "SUCCESS" if error is None else "ERROR"
             if not self.store.complete_workflow(ctx.workflow_id, status, output, err_text):
                 return self.outcome(ctx.workflow_id)
+            self._report_outcome(ctx, status, error)
             if error is not None:
                 raise error
             return value
@@ -270,9 +281,14 @@ class Runtime:
             for listener in self.finish_listeners:
                 listener()
 
-    def _cancelled_in_db(self, workflow_id: str) -> bool:
-        outcome = self.store.get_outcome(workflow_id)
-        return outcome is not None and outcome[0] == "CANCELLED"
+    def _report_outcome(
+        self, ctx: WorkflowContext, status: str, error: BaseException | None
+    ) -> None:
+        for listener in self.outcome_listeners:
+            try:
+                listener(ctx.workflow_id, ctx.name, status, error)
+            except Exception:
+                logger.exception("workflow outcome listener failed")
 
     # -- inside workflows -------------------------------------------------------------------------
 
@@ -351,43 +367,14 @@ class Runtime:
 
     def wait_done(self, workflow_id: str, timeout: float | None = None) -> str:
         """Block until the workflow is terminal; returns its status."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = _POLL_START_SECONDS
-        while True:
-            with self._lock:
-                local = self._done.get(workflow_id)
-            if local is not None:
-                local.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            outcome = self.store.get_outcome(workflow_id)
-            if outcome is None:
-                raise DBOSNonExistentWorkflowError(f"no workflow with ID {workflow_id!r} exists")
-            if outcome[0] in TERMINAL_STATUSES:
-                return outcome[0]
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"workflow {workflow_id!r} is still {outcome[0]}")
-            wait = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
-            if self._stop.wait(wait):
-                raise DBOSWorkflowCancelledError("keeptime is shutting down")
-            delay = min(delay * 2, _POLL_MAX_SECONDS)
+        return results.wait_done(self.store, workflow_id, self._stop, self._local_done, timeout)
+
+    def _local_done(self, workflow_id: str) -> threading.Event | None:
+        with self._lock:
+            return self._done.get(workflow_id)
 
     def outcome(self, workflow_id: str) -> Any:
-        found = self.store.get_outcome(workflow_id)
-        if found is None:
-            raise DBOSNonExistentWorkflowError(f"no workflow with ID {workflow_id!r} exists")
-        status, output, error = found
-        if status == "SUCCESS":
-            return self.codec.decode(output, f"the result of workflow {workflow_id!r}")
-        if status == "ERROR":
-            err = self.codec.decode_error(error)
-            raise err if err is not None else RuntimeError(f"workflow {workflow_id!r} failed")
-        if status == "CANCELLED":
-            raise DBOSAwaitedWorkflowCancelledError(f"workflow {workflow_id!r} was cancelled")
-        if status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
-            raise DBOSAwaitedWorkflowMaxRecoveryAttemptsExceededError(
-                f"workflow {workflow_id!r} exceeded its maximum recovery attempts (resume it with "
-                "DBOS.resume_workflow once the cause is fixed)"
-            )
-        raise RuntimeError(f"workflow {workflow_id!r} is still {status}")
+        return results.stored_outcome(self.store, self.codec, workflow_id)
 
     # -- management -------------------------------------------------------------------------------
 
@@ -444,12 +431,7 @@ class Runtime:
             with self._lock:
                 if row.workflow_uuid in self._active:
                     continue
-            fn = REGISTRY.find(row.name)
-            limit = fn.max_recovery_attempts if fn is not None else None
-            current = self.store.start_recovery_attempt(row.workflow_uuid, self.executor_id, limit)
-            if current is None or current.status != "PENDING":
-                continue
-            if self.execute_existing(current):
+            if self._restart(row):
                 recovered.append(row.workflow_uuid)
         if recovered:
             logger.info("recovered %d pending workflow(s)", len(recovered))
@@ -466,6 +448,7 @@ class Runtime:
                 logger.exception("workflow watcher failed; retrying")
 
     def _watch_once(self) -> None:
+        self._heartbeat_and_take_over()
         with self._lock:
             active = dict(self._active)
         if not active:
@@ -480,6 +463,33 @@ class Runtime:
                 self.cancel(wf_id)
         for wf_id in self.store.cancelled_among(list(active)):
             active[wf_id].cancel_event.set()
+
+    def _heartbeat_and_take_over(self) -> None:
+        """Beat every sixth of the executor timeout; adopt work of executors that went quiet."""
+        timeout = self.config.executor_timeout_sec
+        if time.monotonic() - self._last_heartbeat < timeout / 6:
+            return
+        self._last_heartbeat = time.monotonic()
+        self.executors.heartbeat(self.executor_id, self.app_version)
+        for dead in self.executors.dead_executors(self.executor_id, int(timeout * 1000)):
+            rows = self.executors.take_over(dead, self.executor_id, self.app_version)
+            for row in rows:
+                self._restart(row)
+            if rows:
+                logger.warning(
+                    "took over %d workflow(s) of executor %r, silent for over %.0f s",
+                    len(rows),
+                    dead,
+                    timeout,
+                )
+
+    def _restart(self, row: WorkflowRow) -> bool:
+        fn = REGISTRY.find(row.name)
+        limit = fn.max_recovery_attempts if fn is not None else None
+        current = self.store.start_recovery_attempt(row.workflow_uuid, self.executor_id, limit)
+        if current is None or current.status != "PENDING":
+            return False
+        return self.execute_existing(current)
 
 
 def compute_app_version(workflows: list[RegisteredFunction]) -> str:

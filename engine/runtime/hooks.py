@@ -20,6 +20,10 @@ def after_launch(runtime: Runtime) -> None:
 
     queue_worker.start(runtime)
     scheduler.start(runtime)
+    if runtime.config.run_admin_server:
+        from engine.admin import start_embedded
+
+        start_embedded(runtime)
 
 
 def scheduled_decorator(cron: str) -> Callable[[F], F]:

@@ -129,6 +129,22 @@ def resume(runtime: Runtime, workflow_id: str) -> str:
 def fork(
     runtime: Runtime, workflow_id: str, start_step: int, application_version: str | None
 ) -> str:
+    """Start a copy of the workflow that replays steps before ``start_step`` and runs the rest."""
+    new_id = fork_row(runtime, workflow_id, start_step, application_version, None)
+    row = runtime.store.get_workflow(new_id)
+    if row is not None and row.application_version in (None, runtime.app_version):
+        runtime.execute_existing(row)
+    return new_id
+
+
+def fork_row(
+    runtime: Runtime,
+    workflow_id: str,
+    start_step: int,
+    application_version: str | None,
+    queue_name: str | None,
+) -> str:
+    """Create the forked workflow: PENDING here, or ENQUEUED on ``queue_name`` for any executor."""
     if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 1:
         raise DBOSInvalidArgumentError(
             f"start_step must be a step's function_id (an integer >= 1), got {start_step!r}"
@@ -136,9 +152,10 @@ def fork(
     source = require_row(runtime, workflow_id)
     new_id = consume_workflow_id() or str(uuid.uuid4())
     now = runtime.now_ms()
+    queued = queue_name is not None
     new_row = WorkflowRow(
         workflow_uuid=new_id,
-        status="PENDING",
+        status="ENQUEUED" if queued else "PENDING",
         name=source.name,
         class_name=source.class_name,
         config_name=source.config_name,
@@ -146,17 +163,16 @@ def fork(
         assumed_role=source.assumed_role,
         authenticated_roles=source.authenticated_roles,
         inputs=source.inputs,
-        executor_id=runtime.executor_id,
+        executor_id=None if queued else runtime.executor_id,
         application_version=application_version or source.application_version,
         application_id=source.application_id,
         created_at=now,
         updated_at=now,
-        recovery_attempts=1,
+        recovery_attempts=0 if queued else 1,
+        queue_name=queue_name,
         timeout_ms=source.timeout_ms,
-        deadline_epoch_ms=now + source.timeout_ms if source.timeout_ms else None,
-        started_at_epoch_ms=now,
+        deadline_epoch_ms=now + source.timeout_ms if source.timeout_ms and not queued else None,
+        started_at_epoch_ms=None if queued else now,
     )
     runtime.store.fork_workflow(source, new_row, start_step)
-    if new_row.application_version in (None, runtime.app_version):
-        runtime.execute_existing(new_row)
     return new_id

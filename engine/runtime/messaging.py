@@ -1,20 +1,29 @@
 """send/recv, events and streams on top of the message store.
 
-Waiting uses a local condition (woken by this process's own writes) backed by polling with
-backoff, so writes from other processes are seen within ``MAX_POLL_SECONDS``.
+Every wait registers with the runtime's wake-up hub and also polls with backoff (see
+``engine.runtime.wakeups``). Async waits hold no thread while waiting; only their short database
+calls run in worker threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
-import time
 from collections.abc import AsyncGenerator, Callable, Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.error import DBOSInvalidArgumentError, DBOSNotInWorkflowError
+from sqlalchemy import Connection
+
+from engine.error import (
+    DBOSInvalidArgumentError,
+    DBOSNotInWorkflowError,
+    DBOSWorkflowCancelledError,
+)
 from engine.runtime.context import WorkflowContext, consume_workflow_id, current_workflow
 from engine.runtime.steps import Replayed, replay_or_check
+from engine.runtime.wakeups import Backoff, PgListener, Waiter, WakeupHub
 from engine.storage.messages import MessageStore
 from engine.storage.store import TERMINAL_STATUSES
 
@@ -22,180 +31,400 @@ if TYPE_CHECKING:
     from engine.runtime.executor import Runtime
 
 T = TypeVar("T")
-MAX_POLL_SECONDS = 0.5
-_wakeup = threading.Condition()
+MAX_TIMEOUT_SECONDS = 10 * 365 * 24 * 3600  # keeps durable deadlines in range
 
 
-def _notify() -> None:
-    with _wakeup:
-        _wakeup.notify_all()
+class Messaging:
+    """The message store, wake-up hub and (on PostgreSQL) listener of one runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.store = MessageStore(runtime.store)
+        self.hub = _hub_for(runtime.db.db_url.masked, runtime.db.schema)
+        self.listener: PgListener | None = None
+        self._lock = threading.Lock()
+
+    def ensure_listening(self) -> None:
+        """Start the LISTEN thread on first wait (PostgreSQL only)."""
+        if self.listener is not None or self.runtime.db.is_sqlite:
+            return
+        with self._lock:
+            if self.listener is None and not self.runtime.stopping.is_set():
+                self.listener = PgListener(self.runtime.db, self.hub, self.runtime.stopping)
+                self._spawn(self.listener.run)
+
+    def _spawn(self, target: Callable[[], None]) -> None:
+        # DBOSClient stands in for a runtime here; it has a stop flag but no thread registry.
+        spawn = getattr(self.runtime, "spawn", None)
+        if spawn is not None:
+            spawn("keeptime-listen", target)
+        else:
+            threading.Thread(target=target, name="keeptime-listen", daemon=True).start()
+
+    def wake(self, key: str) -> None:
+        self.hub.wake(key)
+
+    def _check_interrupted(self, ctx: WorkflowContext | None) -> bool:
+        """True when an outside wait must end; raises when a workflow's wait must end."""
+        if ctx is not None:
+            self.runtime.check_may_continue(ctx)
+            if self.runtime.stopping.is_set():
+                raise DBOSWorkflowCancelledError(
+                    f"keeptime is shutting down; workflow {ctx.workflow_id!r} resumes at recovery"
+                )
+        return self.runtime.stopping.is_set()
+
+    def wait_for(
+        self, key: str, probe: Callable[[], T | None], timeout: float, ctx: WorkflowContext | None
+    ) -> T | None:
+        """Call ``probe`` until it returns a value (returned) or ``timeout`` passes (None)."""
+        self.ensure_listening()
+        backoff = Backoff(timeout)
+        with self.hub.watching(key, Waiter()) as waiter:
+            while not self._check_interrupted(ctx):
+                waiter.clear()
+                found = probe()
+                if found is not None:
+                    return found
+                pause = backoff.next_pause()
+                if pause is None:
+                    break
+                waiter.wait(pause)
+        return None
+
+    async def wait_for_async(
+        self, key: str, probe: Callable[[], T | None], timeout: float, ctx: WorkflowContext | None
+    ) -> T | None:
+        """``wait_for`` for coroutines: probes in a thread, waits on the event loop."""
+        self.ensure_listening()
+        backoff = Backoff(timeout)
+        with self.hub.watching(key, Waiter(asyncio.get_running_loop())) as waiter:
+            while not self._check_interrupted(ctx):
+                waiter.clear()
+                found = await asyncio.to_thread(probe)
+                if found is not None:
+                    return found
+                pause = backoff.next_pause()
+                if pause is None:
+                    break
+                await waiter.wait_async(pause)
+        return None
 
 
-def _messages(runtime: Runtime) -> MessageStore:
-    store = getattr(runtime, "_message_store", None)
-    if store is None:
-        store = MessageStore(runtime.store)
-        runtime._message_store = store  # type: ignore[attr-defined]
-    return store
+_STATE_LOCK = threading.Lock()
+_HUBS: dict[tuple[str, str | None], WakeupHub] = {}
+_HUBS_LOCK = threading.Lock()
 
 
-def wait_for(
-    runtime: Runtime, probe: Callable[[], T | None], timeout: float, ctx: WorkflowContext | None
-) -> T | None:
-    """Call ``probe`` until it returns a value or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + max(0.0, timeout)
-    delay = 0.01
-    while True:
-        found = probe()
-        if found is not None:
-            return found
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or runtime.stopping.is_set():
-            return None
-        if ctx is not None and ctx.cancel_event.is_set():
-            runtime.check_may_continue(ctx)
-        with _wakeup:
-            _wakeup.wait(min(delay, remaining))
-        delay = min(delay * 2, MAX_POLL_SECONDS)
+def _hub_for(database: str, schema: str | None) -> WakeupHub:
+    # One hub per database in the process: a DBOSClient and the runtime wake each other directly.
+    with _HUBS_LOCK:
+        return _HUBS.setdefault((database, schema), WakeupHub())
 
 
-def _check_topic(topic: Any) -> None:
-    if topic is not None and not isinstance(topic, str):
-        raise DBOSInvalidArgumentError(f"topic must be a string or None, got {topic!r}")
+def state(runtime: Runtime) -> Messaging:
+    """The runtime's messaging state, created on first use (kept on the runtime itself)."""
+    found: Messaging | None = getattr(runtime, "_keeptime_messaging", None)
+    if found is None:
+        with _STATE_LOCK:
+            found = getattr(runtime, "_keeptime_messaging", None)
+            if found is None:
+                found = Messaging(runtime)
+                runtime._keeptime_messaging = found  # type: ignore[attr-defined]
+    return found
 
 
-def _check_timeout(timeout_seconds: Any) -> None:
+# -- validation ------------------------------------------------------------------------------------
+
+
+def _check_str(value: Any, what: str, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, str) or not value:
+        expected = "a non-empty string or None" if allow_none else "a non-empty string"
+        raise DBOSInvalidArgumentError(f"{what} must be {expected}, got {value!r}")
+
+
+def _check_timeout(timeout_seconds: Any) -> float:
     if (
         isinstance(timeout_seconds, bool)
         or not isinstance(timeout_seconds, int | float)
+        or math.isnan(timeout_seconds)
         or timeout_seconds < 0
     ):
         raise DBOSInvalidArgumentError(
             f"timeout_seconds must be a non-negative number, got {timeout_seconds!r}"
         )
+    return float(min(timeout_seconds, MAX_TIMEOUT_SECONDS))
 
 
-def _step_in(ctx: WorkflowContext | None) -> WorkflowContext | None:
+def _workflow_step(ctx: WorkflowContext | None) -> WorkflowContext | None:
     """The workflow to checkpoint in, or None when called from a step or outside workflows."""
     return ctx if ctx is not None and not ctx.in_step else None
 
 
-def _durable_deadline(runtime: Runtime, timeout: float) -> float:
-    """A wait's deadline, checkpointed so a recovered workflow does not wait again from zero."""
-    deadline_ms: int = runtime.run_internal_step(
-        "DBOS.deadline", lambda: runtime.now_ms() + int(timeout * 1000)
-    )
-    return max(0.0, (deadline_ms - runtime.now_ms()) / 1000)
+# -- send / recv -----------------------------------------------------------------------------------
 
 
 def send(runtime: Runtime, destination_id: str, message: Any, topic: str | None) -> None:
-    _check_topic(topic)
-    if not isinstance(destination_id, str) or not destination_id:
-        raise DBOSInvalidArgumentError(
-            f"destination_id must be a workflow ID, got {destination_id!r}"
-        )
-    store = _messages(runtime)
+    """Queue ``message`` for ``destination_id``: exactly once from a workflow or with an ID."""
+    _check_str(destination_id, "destination_id")
+    _check_str(topic, "topic", allow_none=True)
+    m = state(runtime)
     encoded = runtime.codec.encode(message, f"the message to workflow {destination_id!r}")
-    ctx = _step_in(current_workflow())
+    ctx = _workflow_step(current_workflow())
     if ctx is None:
-        store.send_now(destination_id, topic, encoded, consume_workflow_id())
+        if not m.store.send_now(destination_id, topic, encoded, consume_workflow_id()):
+            return  # this idempotency key was used before
     else:
         fid = ctx.take_function_id()
         if replay_or_check(runtime, ctx, fid, "DBOS.send") is not None:
             return
-        store.record_with(
+        m.store.record_with(
             ctx.workflow_id,
             fid,
             "DBOS.send",
-            lambda conn: store.send(
+            lambda conn: m.store.send(
                 conn, destination_id, topic, encoded, f"{ctx.workflow_id}-{fid}"
             ),
             lambda _: None,
         )
-    _notify()
+    m.wake(m.store.message_key(destination_id, topic))
+
+
+@dataclass
+class _DurableWait:
+    """A recv or get_event in a workflow: its step, and the step that checkpoints its deadline.
+
+    Both step numbers are taken on every execution, but the deadline is only recorded when the
+    call has to wait, so a call answered at once costs one write.
+    """
+
+    ctx: WorkflowContext
+    function_id: int
+    deadline_id: int
+    timeout: float
+    replayed: Replayed | None
+
+
+def _begin_durable_wait(
+    runtime: Runtime, ctx: WorkflowContext, name: str, timeout: float
+) -> _DurableWait:
+    fid = ctx.take_function_id()
+    deadline_id = ctx.take_function_id()
+    return _DurableWait(ctx, fid, deadline_id, timeout, replay_or_check(runtime, ctx, fid, name))
+
+
+def _remaining_seconds(runtime: Runtime, wait: _DurableWait) -> float:
+    """Seconds left of the wait's checkpointed deadline (recorded now if this is the first try)."""
+    name = "DBOS.deadline"
+    replayed = replay_or_check(runtime, wait.ctx, wait.deadline_id, name)
+    if replayed is None:
+        deadline, earlier = state(runtime).store.record_with(
+            wait.ctx.workflow_id,
+            wait.deadline_id,
+            name,
+            lambda _: runtime.now_ms() + int(wait.timeout * 1000),
+            lambda ms: runtime.codec.encode(ms, "a wait's deadline"),
+        )
+        if earlier is not None:
+            deadline = Replayed(runtime, earlier).value()
+    else:
+        deadline = replayed.value()
+    return max(0.0, (int(deadline or 0) - runtime.now_ms()) / 1000)
+
+
+def _wait_durably(
+    runtime: Runtime, wait: _DurableWait, key: str, ready: Callable[[], bool | None]
+) -> None:
+    if ready() is None:
+        remaining = _remaining_seconds(runtime, wait)
+        state(runtime).wait_for(key, ready, remaining, wait.ctx)
+
+
+async def _wait_durably_async(
+    runtime: Runtime, wait: _DurableWait, key: str, ready: Callable[[], bool | None]
+) -> None:
+    if await asyncio.to_thread(ready) is None:
+        remaining = await asyncio.to_thread(_remaining_seconds, runtime, wait)
+        await state(runtime).wait_for_async(key, ready, remaining, wait.ctx)
+
+
+def _take_recorded(
+    runtime: Runtime, wait: _DurableWait, name: str, take: Callable[[Connection], str | None]
+) -> Any:
+    """Run ``take`` and checkpoint what it returned in one transaction; decode the value."""
+    workflow_id = wait.ctx.workflow_id
+    store = state(runtime).store
+    value, earlier = store.record_with(workflow_id, wait.function_id, name, take, lambda v: v)
+    if earlier is not None:
+        return Replayed(runtime, earlier).value()
+    return runtime.codec.decode(value, f"the value of {name} in workflow {workflow_id!r}")
+
+
+def _begin_recv(
+    runtime: Runtime, ctx: WorkflowContext, topic: str | None, timeout_seconds: Any
+) -> _DurableWait:
+    _check_str(topic, "topic", allow_none=True)
+    timeout = _check_timeout(timeout_seconds)
+    if ctx.in_step:
+        raise DBOSNotInWorkflowError(
+            "DBOS.recv cannot be called from a step (steps may run more than once); "
+            "call it from the workflow itself"
+        )
+    return _begin_durable_wait(runtime, ctx, "DBOS.recv", timeout)
+
+
+def _has_message(
+    runtime: Runtime, wait: _DurableWait, topic: str | None
+) -> Callable[[], bool | None]:
+    store = state(runtime).store
+    return lambda: True if store.has_message(wait.ctx.workflow_id, topic) else None
+
+
+def _finish_recv(runtime: Runtime, wait: _DurableWait, topic: str | None) -> Any:
+    store = state(runtime).store
+    workflow_id = wait.ctx.workflow_id
+    return _take_recorded(
+        runtime, wait, "DBOS.recv", lambda conn: store.take_message(conn, workflow_id, topic)
+    )
 
 
 def recv(runtime: Runtime, ctx: WorkflowContext, topic: str | None, timeout_seconds: float) -> Any:
-    _check_topic(topic)
-    _check_timeout(timeout_seconds)
-    if ctx.in_step:
-        raise DBOSNotInWorkflowError(
-            "DBOS.recv cannot be called from a step; call it from the workflow"
-        )
-    store = _messages(runtime)
-    remaining = _durable_deadline(runtime, timeout_seconds)
-    fid = ctx.take_function_id()
-    replayed = replay_or_check(runtime, ctx, fid, "DBOS.recv")
-    if replayed is not None:
-        return replayed.value()
+    """Take the next message of ``topic``, waiting up to ``timeout_seconds``; None on timeout."""
+    wait = _begin_recv(runtime, ctx, topic, timeout_seconds)
+    if wait.replayed is not None:
+        return wait.replayed.value()
+    key = state(runtime).store.message_key(ctx.workflow_id, topic)
+    _wait_durably(runtime, wait, key, _has_message(runtime, wait, topic))
+    return _finish_recv(runtime, wait, topic)
 
-    def probe() -> tuple[Any] | None:
-        _, value, earlier = store.record_with(
-            ctx.workflow_id,
-            fid,
-            "DBOS.recv",
-            lambda conn: store.take_message(conn, ctx.workflow_id, topic),
-            lambda v: v,
-        )
-        if earlier is not None:
-            return (Replayed(runtime, earlier).value(),)
-        if value is None:
-            return None
-        return (runtime.codec.decode(value, "a received message"),)
 
-    def has_one() -> bool | None:
-        return True if store.has_message(ctx.workflow_id, topic) else None
+async def recv_async(
+    runtime: Runtime, ctx: WorkflowContext, topic: str | None, timeout_seconds: float
+) -> Any:
+    wait = await asyncio.to_thread(_begin_recv, runtime, ctx, topic, timeout_seconds)
+    if wait.replayed is not None:
+        return wait.replayed.value()
+    key = state(runtime).store.message_key(ctx.workflow_id, topic)
+    await _wait_durably_async(runtime, wait, key, _has_message(runtime, wait, topic))
+    return await asyncio.to_thread(_finish_recv, runtime, wait, topic)
 
-    wait_for(runtime, has_one, remaining, ctx)
-    # Take the message (or record the timeout as None) in one checkpointed transaction.
-    found = probe()
-    if found is not None:
-        return found[0]
-    return None
+
+# -- events ----------------------------------------------------------------------------------------
 
 
 def set_event(runtime: Runtime, ctx: WorkflowContext, key: str, value: Any) -> None:
-    if not isinstance(key, str):
-        raise DBOSInvalidArgumentError(f"event key must be a string, got {key!r}")
-    store = _messages(runtime)
+    """Publish ``key`` = ``value`` for this workflow; the latest value wins."""
+    _check_str(key, "event key")
+    m = state(runtime)
     encoded = runtime.codec.encode(value, f"the value of event {key!r}")
     if ctx.in_step:
-        store.set_event_now(ctx.workflow_id, key, encoded)
+        m.store.set_event_now(ctx.workflow_id, key, encoded)
     else:
         fid = ctx.take_function_id()
         if replay_or_check(runtime, ctx, fid, "DBOS.setEvent") is not None:
             return
-        store.record_with(
+        m.store.record_with(
             ctx.workflow_id,
             fid,
             "DBOS.setEvent",
-            lambda conn: store.set_event(conn, ctx.workflow_id, key, encoded),
+            lambda conn: m.store.set_event(conn, ctx.workflow_id, key, encoded),
             lambda _: None,
         )
-    _notify()
+    m.wake(m.store.event_key(ctx.workflow_id, key))
+
+
+@dataclass
+class _EventRead:
+    workflow_id: str
+    key: str
+    timeout: float
+    durable: _DurableWait | None  # set inside a workflow, whose step records the value
+
+
+def _begin_get_event(
+    runtime: Runtime, workflow_id: str, key: str, timeout_seconds: Any
+) -> _EventRead:
+    _check_str(workflow_id, "workflow_id")
+    _check_str(key, "event key")
+    timeout = _check_timeout(timeout_seconds)
+    ctx = _workflow_step(current_workflow())
+    durable = None
+    if ctx is not None:
+        durable = _begin_durable_wait(runtime, ctx, "DBOS.getEvent", timeout)
+    return _EventRead(workflow_id, key, timeout, durable)
+
+
+def _event_probe(runtime: Runtime, read: _EventRead) -> Callable[[], str | None]:
+    store = state(runtime).store
+    return lambda: store.get_event(read.workflow_id, read.key)
+
+
+def _decode_event(runtime: Runtime, read: _EventRead, found: str | None) -> Any:
+    return runtime.codec.decode(found, f"event {read.key!r} of workflow {read.workflow_id!r}")
+
+
+def _record_event(runtime: Runtime, read: _EventRead, wait: _DurableWait) -> Any:
+    store = state(runtime).store
+    return _take_recorded(
+        runtime,
+        wait,
+        "DBOS.getEvent",
+        lambda conn: store.event_in(conn, read.workflow_id, read.key),
+    )
 
 
 def get_event(runtime: Runtime, workflow_id: str, key: str, timeout_seconds: float) -> Any:
-    _check_timeout(timeout_seconds)
-    store = _messages(runtime)
-    ctx = _step_in(current_workflow())
+    """The latest value of an event, waiting up to ``timeout_seconds`` for it; None on timeout."""
+    read = _begin_get_event(runtime, workflow_id, key, timeout_seconds)
+    m = state(runtime)
+    wake_key = m.store.event_key(workflow_id, key)
+    probe = _event_probe(runtime, read)
+    wait = read.durable
+    if wait is None:
+        found = m.wait_for(wake_key, probe, read.timeout, current_workflow())
+        return _decode_event(runtime, read, found)
+    if wait.replayed is not None:
+        return wait.replayed.value()
+    _wait_durably(runtime, wait, wake_key, lambda: True if probe() is not None else None)
+    return _record_event(runtime, read, wait)
 
-    def fetch(timeout: float) -> Any:
-        found = wait_for(runtime, lambda: store.get_event(workflow_id, key), timeout, ctx)
-        return None if found is None else runtime.codec.decode(found, f"event {key!r}")
 
-    if ctx is None:
-        return fetch(timeout_seconds)
-    remaining = _durable_deadline(runtime, timeout_seconds)
-    return runtime.run_internal_step("DBOS.getEvent", lambda: fetch(remaining))
+async def get_event_async(
+    runtime: Runtime, workflow_id: str, key: str, timeout_seconds: float
+) -> Any:
+    read = await asyncio.to_thread(_begin_get_event, runtime, workflow_id, key, timeout_seconds)
+    m = state(runtime)
+    wake_key = m.store.event_key(workflow_id, key)
+    probe = _event_probe(runtime, read)
+    wait = read.durable
+    if wait is None:
+        found = await m.wait_for_async(wake_key, probe, read.timeout, current_workflow())
+        return _decode_event(runtime, read, found)
+    if wait.replayed is not None:
+        return wait.replayed.value()
+    await _wait_durably_async(
+        runtime, wait, wake_key, lambda: True if probe() is not None else None
+    )
+    return await asyncio.to_thread(_record_event, runtime, read, wait)
 
 
 def get_all_events(runtime: Runtime, workflow_id: str) -> dict[str, Any]:
-    raw = _messages(runtime).all_events(workflow_id)
-    return {k: runtime.codec.decode(v, f"event {k!r}") for k, v in raw.items()}
+    """The latest value of every event the workflow published."""
+    _check_str(workflow_id, "workflow_id")
+    raw = state(runtime).store.all_events(workflow_id)
+    return {
+        k: runtime.codec.decode(v, f"event {k!r} of workflow {workflow_id!r}")
+        for k, v in raw.items()
+    }
+
+
+# -- streams ---------------------------------------------------------------------------------------
 
 
 def write_stream(runtime: Runtime, ctx: WorkflowContext, key: str, value: Any) -> None:
+    """Append to a stream: exactly once from a workflow, at least once from a step."""
     _append(runtime, ctx, key, value, closed=False)
 
 
@@ -204,61 +433,101 @@ def close_stream(runtime: Runtime, ctx: WorkflowContext, key: str) -> None:
 
 
 def _append(runtime: Runtime, ctx: WorkflowContext, key: str, value: Any, closed: bool) -> None:
-    if not isinstance(key, str):
-        raise DBOSInvalidArgumentError(f"stream key must be a string, got {key!r}")
-    store = _messages(runtime)
+    _check_str(key, "stream key")
+    m = state(runtime)
     encoded = None if closed else runtime.codec.encode(value, f"a value for stream {key!r}")
     name = "DBOS.closeStream" if closed else "DBOS.writeStream"
     if ctx.in_step:
-        store.append_stream_now(ctx.workflow_id, key, encoded, closed)
+        m.store.append_stream_now(ctx.workflow_id, key, encoded, closed)
     else:
         fid = ctx.take_function_id()
         if replay_or_check(runtime, ctx, fid, name) is not None:
             return
-        store.record_with(
+        m.store.record_with(
             ctx.workflow_id,
             fid,
             name,
-            lambda conn: store.append_stream(conn, ctx.workflow_id, key, encoded, closed),
+            lambda conn: m.store.append_stream(conn, ctx.workflow_id, key, encoded, closed),
             lambda _: None,
         )
-    _notify()
+    m.wake(m.store.stream_key(ctx.workflow_id, key))
+
+
+@dataclass
+class _Batch:
+    values: list[str | None]
+    ended: bool
+
+
+class _StreamCursor:
+    """Where a reader is in a stream; ``poll`` returns what is new, or None when nothing is."""
+
+    def __init__(self, runtime: Runtime, workflow_id: str, key: str) -> None:
+        _check_str(workflow_id, "workflow_id")
+        _check_str(key, "stream key")
+        self.runtime = runtime
+        self.store = state(runtime).store
+        self.workflow_id = workflow_id
+        self.key = key
+        self.wake_key = self.store.stream_key(workflow_id, key)
+        self.offset = 0
+
+    def poll(self) -> _Batch | None:
+        batch = self._read()
+        if batch.values or batch.ended:
+            return batch
+        outcome = self.runtime.store.get_outcome(self.workflow_id)
+        if outcome is not None and outcome[0] not in TERMINAL_STATUSES:
+            return None
+        # The workflow ended (or never existed): the stream is closed after what it wrote.
+        last = self._read()
+        return _Batch(last.values, True)
+
+    def _read(self) -> _Batch:
+        values: list[str | None] = []
+        for offset, value, closed in self.store.read_stream(
+            self.workflow_id, self.key, self.offset
+        ):
+            if closed:
+                return _Batch(values, True)
+            values.append(value)
+            self.offset = offset + 1
+        return _Batch(values, False)
+
+    def decode(self, value: str | None) -> Any:
+        return self.runtime.codec.decode(
+            value, f"a value of stream {self.key!r} of workflow {self.workflow_id!r}"
+        )
 
 
 def read_stream(runtime: Runtime, workflow_id: str, key: str) -> Generator[Any, Any, None]:
-    """Yield the stream's values in order until it is closed or its workflow has finished."""
-    store = _messages(runtime)
-    offset = 0
-    delay = 0.01
+    """Yield the stream's values in order until it is closed or its workflow has ended."""
+    cursor = _StreamCursor(runtime, workflow_id, key)  # validates now, not at the first next()
+    return _read_stream(cursor)
+
+
+def _read_stream(cursor: _StreamCursor) -> Generator[Any, Any, None]:
+    m = state(cursor.runtime)
     while True:
-        rows = store.read_stream(workflow_id, key, offset)
-        for row_offset, value, closed in rows:
-            if closed:
-                return
-            yield runtime.codec.decode(value, f"a value of stream {key!r}")
-            offset = row_offset + 1
-        if rows:
-            delay = 0.01
-            continue
-        outcome = runtime.store.get_outcome(workflow_id)
-        if outcome is None or outcome[0] in TERMINAL_STATUSES:
-            if not store.read_stream(workflow_id, key, offset):
-                return
-            continue
-        if runtime.stopping.is_set():
+        batch = m.wait_for(cursor.wake_key, cursor.poll, math.inf, None)
+        if batch is None:  # shutting down
             return
-        with _wakeup:
-            _wakeup.wait(delay)
-        delay = min(delay * 2, MAX_POLL_SECONDS)
+        for value in batch.values:
+            yield cursor.decode(value)
+        if batch.ended:
+            return
 
 
 async def read_stream_async(
     runtime: Runtime, workflow_id: str, key: str
 ) -> AsyncGenerator[Any, None]:
-    iterator = read_stream(runtime, workflow_id, key)
-    sentinel = object()
+    cursor = _StreamCursor(runtime, workflow_id, key)
+    m = state(runtime)
     while True:
-        value = await asyncio.to_thread(next, iterator, sentinel)
-        if value is sentinel:
+        batch = await m.wait_for_async(cursor.wake_key, cursor.poll, math.inf, None)
+        if batch is None:
             return
-        yield value
+        for value in batch.values:
+            yield cursor.decode(value)
+        if batch.ended:
+            return

@@ -1,18 +1,29 @@
-"""The queue worker: one thread per process that claims queued workflows and runs them."""
+"""The queue worker: one thread per process that claims queued workflows and runs them.
+
+It wakes when this process enqueues work or finishes a workflow (which may free a concurrency
+slot), when a rate-limit window is due to free a slot, and otherwise polls each queue every
+``polling_interval_sec`` (the backstop for work enqueued or finished by other processes). An idle
+poll is one cheap read for all queues, never a write transaction.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from engine.runtime.registry import REGISTRY
 from engine.storage.queues import ClaimLimits, QueueStore
+from engine.storage.store import WorkflowRow
 
 if TYPE_CHECKING:
     from engine.queue import Queue
     from engine.runtime.executor import Runtime
 
 logger = logging.getLogger("keeptime.engine")
+_STEP_WORKFLOW_PREFIX = "<temp>."  # see engine.runtime.hooks.step_as_workflow
 _wakeups: dict[int, threading.Event] = {}
 
 
@@ -24,14 +35,14 @@ def wake(runtime: Runtime) -> None:
 
 
 def start(runtime: Runtime) -> None:
-    event = threading.Event()
-    _wakeups[id(runtime)] = event
-    runtime.finish_listeners.append(event.set)
-    store = QueueStore(runtime.store)
-    runtime.spawn("keeptime-queues", lambda: _loop(runtime, store, event))
+    worker = QueueWorker(runtime, QueueStore(runtime.store), threading.Event())
+    _wakeups[id(runtime)] = worker.event
+    runtime.finish_listeners.append(worker.event.set)
+    runtime.stop_listeners.append(worker.event.set)
+    runtime.spawn("keeptime-queues", worker.run)
 
 
-def _limits(queue: Queue) -> ClaimLimits:
+def limits_of(queue: Queue) -> ClaimLimits:
     spec = queue.spec
     return ClaimLimits(
         queue_name=spec.name,
@@ -43,29 +54,94 @@ def _limits(queue: Queue) -> ClaimLimits:
     )
 
 
-def poll_once(runtime: Runtime, store: QueueStore) -> int:
-    from engine.queue import registered_queues
+@dataclass
+class QueueWorker:
+    runtime: Runtime
+    store: QueueStore
+    event: threading.Event
+    # Monotonic time at which each queue is next polled without a wake-up.
+    due: dict[str, float] = field(default_factory=dict)
+    # Workflows this process claimed but could not start; never claimed here again.
+    unrunnable: set[str] = field(default_factory=set)
 
-    started = 0
-    for queue in registered_queues():
-        for row in store.claim(_limits(queue), runtime.executor_id, runtime.app_version):
-            if runtime.execute_existing(row):
-                started += 1
-    return started
+    def run(self) -> None:
+        try:
+            while not self.runtime.stopping.is_set():
+                # Clear before polling: a wake-up that arrives during the poll is not lost.
+                woken = self.event.is_set()
+                self.event.clear()
+                try:
+                    self.poll(everything=woken)
+                except Exception:
+                    logger.exception("queue worker poll failed; retrying")
+                self.event.wait(self._seconds_to_next_poll())
+        finally:
+            if _wakeups.get(id(self.runtime)) is self.event:
+                _wakeups.pop(id(self.runtime), None)
+
+    def poll(self, everything: bool = True) -> int:
+        """Claim and start what the limits allow; returns how many workflows started."""
+        from engine.queue import registered_queues
+
+        now = time.monotonic()
+        queues = {q.name: q for q in registered_queues()}
+        for name in list(self.due):
+            if name not in queues:
+                del self.due[name]
+        polled = [q for q in queues.values() if everything or self.due.get(q.name, 0) <= now]
+        for queue in polled:
+            self.due[queue.name] = now + queue.spec.polling_interval_sec
+        with_work = self.store.queues_with_work([q.name for q in polled])
+        started = 0
+        for queue in polled:
+            if queue.name in with_work:
+                started += self._claim_and_start(queue)
+        return started
+
+    def _claim_and_start(self, queue: Queue) -> int:
+        result = self.store.claim(
+            limits_of(queue),
+            self.runtime.executor_id,
+            self.runtime.app_version,
+            runnable_names(),
+            sorted(self.unrunnable),
+        )
+        if result.retry_at_ms is not None:
+            wait_s = max(0.0, (result.retry_at_ms - self.runtime.now_ms()) / 1000)
+            self.due[queue.name] = min(self.due[queue.name], time.monotonic() + wait_s)
+        return sum(1 for row in result.rows if self._start(row))
+
+    def _start(self, row: WorkflowRow) -> bool:
+        _register_step_workflow(row.name)
+        try:
+            if self.runtime.execute_existing(row):
+                return True
+        except Exception:
+            logger.exception("cannot start queued workflow %s", row.workflow_uuid)
+        # Hand it back so another process (with the function or instance) can run it.
+        self.unrunnable.add(row.workflow_uuid)
+        self.store.release(row.workflow_uuid, self.runtime.executor_id)
+        return False
+
+    def _seconds_to_next_poll(self) -> float:
+        if not self.due:
+            return 1.0
+        return max(0.0, min(self.due.values()) - time.monotonic())
 
 
-def _loop(runtime: Runtime, store: QueueStore, event: threading.Event) -> None:
-    from engine.queue import registered_queues
+def runnable_names() -> list[str]:
+    """Workflow names this process can run (enqueued steps run as ``<temp>.`` workflows)."""
+    names = set(REGISTRY.workflow_names())
+    names.update(_STEP_WORKFLOW_PREFIX + step for step in REGISTRY.step_names())
+    return sorted(names)
 
-    try:
-        while not runtime.stopping.is_set():
-            try:
-                poll_once(runtime, store)
-            except Exception:
-                logger.exception("queue worker poll failed; retrying")
-            queues = registered_queues()
-            interval = min((q.spec.polling_interval_sec for q in queues), default=1.0)
-            event.wait(interval)
-            event.clear()
-    finally:
-        _wakeups.pop(id(runtime), None)
+
+def _register_step_workflow(name: str) -> None:
+    """A bare step enqueued by another process runs here as the same one-step workflow."""
+    if not name.startswith(_STEP_WORKFLOW_PREFIX) or REGISTRY.find(name) is not None:
+        return
+    step = REGISTRY.find(name[len(_STEP_WORKFLOW_PREFIX) :])
+    if step is not None and step.kind == "step":
+        from engine.runtime.hooks import step_as_workflow
+
+        step_as_workflow(step)

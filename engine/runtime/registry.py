@@ -69,6 +69,10 @@ class Registry:
         with self._lock:
             return [n for n, f in self._functions.items() if f.kind == "workflow"]
 
+    def step_names(self) -> list[str]:
+        with self._lock:
+            return [n for n, f in self._functions.items() if f.kind == "step"]
+
     def workflows(self) -> list[RegisteredFunction]:
         with self._lock:
             return [f for f in self._functions.values() if f.kind == "workflow"]

@@ -1,44 +1,86 @@
-"""The scheduler: one thread and one timer heap for every ``@DBOS.scheduled`` workflow.
+"""The scheduler: one thread and one timer heap for every schedule and debounce window.
 
 Each tick starts its workflow under a deterministic ID (``sched-<name>-<tick>``), so replicas
-and restarts that reach the same tick run it once.
+and restarts that reach the same tick run it once. A durable watermark per schedule (the last
+nominal tick handled) drives catch-up after downtime and tells a lagging replica that a tick was
+already handled. The thread sleeps until the earliest timer; ``set_schedules``, local debounce
+calls and shutdown wake it. See docs/scheduling.md and docs/debouncing.md.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.core.cron import CronSchedule, tick_workflow_id
-from engine.error import DBOSInvalidArgumentError
-from engine.runtime.context import SetWorkflowID
-from engine.runtime.registry import RegisteredFunction
+from engine.core.catchup import CatchupPolicy, OverlapPolicy, missed_ticks
+from engine.core.cron import deterministic_jitter, tick_workflow_id
+from engine.error import DBOSInvalidArgumentError, DBOSNotLaunchedError
+from engine.runtime.context import SetWorkflowID, SetWorkflowTimeout
+from engine.runtime.registry import REGISTRY, RegisteredFunction
+from engine.runtime.schedule_admin import (
+    SOURCE_DECORATOR,
+    SOURCE_MANAGED,
+    ScheduleAdmin,
+    ScheduleDefinition,
+    ScheduleState,
+    trigger_workflow_id,
+)
+from engine.runtime.starting import QueuePlacement
+from engine.storage.debounce import DebounceStore
+from engine.storage.schedules import FiredTick, ScheduleStore, TickState, hold_queue_name
+from engine.storage.store import WorkflowRow
 
 if TYPE_CHECKING:
+    from engine.client import DBOSClient
     from engine.runtime.executor import Runtime
+
+__all__ = [
+    "ScheduleAdmin",
+    "ScheduleDefinition",
+    "ScheduleState",
+    "backfill_schedule",
+    "clear_scheduled",
+    "get_scheduler",
+    "next_fire_times",
+    "pause_schedule",
+    "resume_schedule",
+    "schedule_state",
+    "schedule_states",
+    "set_schedules",
+    "trigger_schedule",
+    "unregister_scheduled",
+]
 
 logger = logging.getLogger("keeptime.engine")
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: How often windows opened by other processes (or before a restart) are looked for.
+DEBOUNCE_POLL_SECONDS = 1.0
+#: While a schedule has buffered ticks, how often its previous run is checked for completion
+#: (local completions wake the scheduler at once).
+HOLD_RECHECK_SECONDS = 0.5
+_ERROR_BACKOFF_SECONDS = 1.0
 
-@dataclass(frozen=True)
-class ScheduledWorkflow:
-    name: str
-    schedule: CronSchedule
-    function: RegisteredFunction
 
+# -- @DBOS.scheduled ------------------------------------------------------------------------------
 
-_SCHEDULED: dict[str, ScheduledWorkflow] = {}
+_DECORATED: dict[str, ScheduleDefinition] = {}
 _LOCK = threading.Lock()
 
 
 def scheduled_decorator(cron: str) -> Callable[[F], F]:
-    schedule = CronSchedule.parse(cron)
+    """``@DBOS.scheduled(cron)``: validated now (a bad crontab raises at decoration time)."""
+    from engine.core.cron import CronSchedule
+
+    CronSchedule.parse(cron)
 
     def decorate(func: F) -> F:
         fn = getattr(func, "__keeptime_function__", None)
@@ -47,48 +89,480 @@ def scheduled_decorator(cron: str) -> Callable[[F], F]:
                 "@DBOS.scheduled must be placed above @DBOS.workflow() "
                 f"(on {getattr(func, '__qualname__', func)!r})"
             )
+        definition = ScheduleDefinition(
+            name=fn.name,
+            cron=cron,
+            workflow_name=fn.name,
+            catchup=CatchupPolicy.NONE,
+            overlap=OverlapPolicy.ALLOW,
+        )
         with _LOCK:
-            _SCHEDULED[fn.name] = ScheduledWorkflow(fn.name, schedule, fn)
+            _DECORATED[fn.name] = definition
         return func
 
     return decorate
 
 
-def scheduled_workflows() -> list[ScheduledWorkflow]:
+def scheduled_definitions() -> list[ScheduleDefinition]:
     with _LOCK:
-        return list(_SCHEDULED.values())
+        return list(_DECORATED.values())
+
+
+def unregister_scheduled(name: str) -> None:
+    """Forget one ``@DBOS.scheduled`` workflow (tests); running schedulers drop it at once."""
+    with _LOCK:
+        _DECORATED.pop(name, None)
+    for scheduler in list(_SCHEDULERS.values()):
+        scheduler.drop(name, SOURCE_DECORATOR)
+
+
+def clear_scheduled() -> None:
+    """Forget every ``@DBOS.scheduled`` workflow (tests)."""
+    for definition in scheduled_definitions():
+        unregister_scheduled(definition.name)
+
+
+# -- the scheduler --------------------------------------------------------------------------------
+
+
+class Overlap(Enum):
+    START = "start"
+    SKIP = "skip"
+    HOLD = "hold"
+    CANCEL_AND_START = "cancel_and_start"
+
+
+def overlap_action(policy: OverlapPolicy, running: bool, held: int) -> Overlap:
+    """What to do with a due tick, given whether the previous run still goes and how many wait."""
+    if policy is OverlapPolicy.ALLOW:
+        return Overlap.START
+    if policy is OverlapPolicy.CANCEL_OTHER:
+        return Overlap.CANCEL_AND_START if running else Overlap.START
+    if policy is OverlapPolicy.SKIP:
+        return Overlap.SKIP if running else Overlap.START
+    if not running and held == 0:
+        return Overlap.START
+    if policy is OverlapPolicy.BUFFER_ONE and held >= 1:
+        return Overlap.SKIP
+    return Overlap.HOLD
+
+
+@dataclass
+class _Entry:
+    definition: ScheduleDefinition
+    source: str
+    generation: int
+
+
+@dataclass(order=True)
+class _Timer:
+    at: float  # epoch seconds on the runtime's clock
+    seq: int
+    kind: str = field(compare=False)  # "tick" or "debounce"
+    key: tuple[str, str] = field(compare=False)  # (schedule, "") or (namespace, key)
+    generation: int = field(compare=False, default=0)
+    tick: datetime | None = field(compare=False, default=None)
+    regular: bool = field(compare=False, default=False)  # a catch-up timer does not re-arm
+
+
+_SCHEDULERS: dict[int, Scheduler] = {}
+
+
+class Scheduler:
+    """The one scheduler of a runtime: schedule ticks, debounce deadlines and buffered ticks."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.schedules = ScheduleStore(runtime.store)
+        self.debounces = DebounceStore(runtime.store)
+        self.admin = ScheduleAdmin(runtime.store, runtime.codec, runtime.clock)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._entries: dict[str, _Entry] = {}
+        self._heap: list[_Timer] = []
+        self._seq = itertools.count()
+        self._generations = itertools.count(1)
+        self._holding: set[str] = set()
+        self._next_debounce_poll = 0.0  # monotonic
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        decorated = scheduled_definitions()
+        self.schedules.register(
+            [d.registration(SOURCE_DECORATOR, self.runtime.codec) for d in decorated]
+        )
+        for definition in decorated:
+            self._install(definition, SOURCE_DECORATOR)
+        self.runtime.stop_listeners.append(self.wake)
+        self.runtime.finish_listeners.append(self._on_finish)
+        _SCHEDULERS[id(self.runtime)] = self
+        self.runtime.spawn("keeptime-scheduler", self.run)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _on_finish(self) -> None:
+        if self._holding:
+            self._wake.set()
+
+    def run(self) -> None:
+        try:
+            while not self.runtime.stopping.is_set():
+                try:
+                    wait = self.run_once()
+                except Exception:
+                    logger.exception("scheduler pass failed; retrying")
+                    wait = _ERROR_BACKOFF_SECONDS
+                self._wake.wait(wait)
+                self._wake.clear()
+        finally:
+            if _SCHEDULERS.get(id(self.runtime)) is self:
+                del _SCHEDULERS[id(self.runtime)]
+
+    # -- definitions ------------------------------------------------------------------------------
+
+    def set_managed(self, definitions: Sequence[ScheduleDefinition]) -> None:
+        names = [d.name for d in definitions]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise DBOSInvalidArgumentError(f"schedule names must be unique; repeated: {duplicates}")
+        with self._lock:
+            taken = sorted(
+                n for n in names if (e := self._entries.get(n)) and e.source == SOURCE_DECORATOR
+            )
+        if taken:
+            raise DBOSInvalidArgumentError(
+                f"schedule names {taken} are used by @DBOS.scheduled workflows; rename them"
+            )
+        codec = self.runtime.codec
+        self.schedules.register(
+            [d.registration(SOURCE_MANAGED, codec) for d in definitions],
+            replace_source=SOURCE_MANAGED,
+        )
+        with self._lock:
+            current = {n: e for n, e in self._entries.items() if e.source == SOURCE_MANAGED}
+        for name in current.keys() - set(names):
+            self.drop(name, SOURCE_MANAGED)
+        for definition in definitions:
+            old = current.get(definition.name)
+            if old is None or old.definition != definition:
+                self._install(definition, SOURCE_MANAGED)
+        self.wake()
+
+    def drop(self, name: str, source: str) -> None:
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is not None and entry.source == source:
+                del self._entries[name]
+                self._holding.discard(name)
+
+    def _install(self, definition: ScheduleDefinition, source: str) -> None:
+        """Add or replace a schedule: its catch-up ticks fire now, then its regular ticks."""
+        now = self._now()
+        watermark_ms = self.schedules.watermark(definition.name)
+        watermark = (
+            None if watermark_ms is None else datetime.fromtimestamp(watermark_ms / 1000, tz=UTC)
+        )
+        missed = missed_ticks(
+            definition.schedule,
+            watermark,
+            now,
+            definition.catchup_policy,
+            definition.catchup_window,
+            definition.max_catchup_count,
+        )
+        with self._lock:
+            entry = _Entry(definition, source, next(self._generations))
+            self._entries[definition.name] = entry
+            for tick in missed:
+                self._push("tick", (definition.name, ""), now.timestamp(), entry.generation, tick)
+            self._push_next_tick(entry, now)
+            if definition.overlap_policy in (OverlapPolicy.BUFFER_ONE, OverlapPolicy.BUFFER_ALL):
+                self._holding.add(definition.name)  # pick up ticks buffered before a restart
+        if missed:
+            logger.info("schedule %s: catching up %d missed tick(s)", definition.name, len(missed))
+
+    def _push(
+        self,
+        kind: str,
+        key: tuple[str, str],
+        at: float,
+        generation: int = 0,
+        tick: datetime | None = None,
+        regular: bool = False,
+    ) -> None:
+        timer = _Timer(at, next(self._seq), kind, key, generation, tick, regular)
+        heapq.heappush(self._heap, timer)
+
+    def _push_next_tick(self, entry: _Entry, after: datetime) -> None:
+        definition = entry.definition
+        tick = definition.schedule.next_after(after)
+        delay = deterministic_jitter(definition.name, tick, definition.jitter_seconds)
+        at = tick.timestamp() + delay
+        self._push("tick", (definition.name, ""), at, entry.generation, tick, regular=True)
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run_once(self) -> float | None:
+        """Handle everything due now; returns seconds until the next timer (None: none)."""
+        now = self.runtime.clock()
+        ticks, windows = self._pop_due(now)
+        if ticks:
+            self._fire_ticks(ticks)
+        for namespace, key in windows:
+            self._fire_window(namespace, key)
+        if time.monotonic() >= self._next_debounce_poll:
+            self._poll_windows()
+            self._next_debounce_poll = time.monotonic() + DEBOUNCE_POLL_SECONDS
+        if self._holding:
+            self._release_holds()
+        return self._seconds_to_next(self.runtime.clock())
+
+    def _pop_due(self, now: float) -> tuple[list[tuple[_Entry, datetime]], list[tuple[str, str]]]:
+        ticks: list[tuple[_Entry, datetime]] = []
+        windows: list[tuple[str, str]] = []
+        with self._lock:
+            while self._heap and self._heap[0].at <= now:
+                timer = heapq.heappop(self._heap)
+                if timer.kind == "debounce":
+                    windows.append(timer.key)
+                    continue
+                entry = self._entries.get(timer.key[0])
+                if entry is None or entry.generation != timer.generation or timer.tick is None:
+                    continue  # the schedule was removed or replaced
+                ticks.append((entry, timer.tick))
+                if timer.regular:
+                    self._push_next_tick(entry, timer.tick)
+        return ticks, windows
+
+    def _seconds_to_next(self, now: float) -> float:
+        waits = [DEBOUNCE_POLL_SECONDS]
+        with self._lock:
+            if self._heap:
+                waits.append(self._heap[0].at - now)
+            if self._holding:
+                waits.append(HOLD_RECHECK_SECONDS)
+        return max(0.0, min(waits))
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.runtime.clock(), tz=UTC)
+
+    # -- ticks ------------------------------------------------------------------------------------
+
+    def _fire_ticks(self, due: list[tuple[_Entry, datetime]]) -> None:
+        states = self.schedules.tick_states({e.definition.name for e, _ in due})
+        fired: list[FiredTick] = []
+        for entry, tick in due:
+            name = entry.definition.name
+            state = states.get(name)
+            if state is None:
+                continue  # deleted from the database (another daemon's set_schedules)
+            try:
+                outcome = self._fire_tick(entry.definition, tick, state)
+            except Exception:
+                logger.exception("schedule %s: tick %s failed to start", name, tick.isoformat())
+                continue
+            if outcome is not None:
+                fired.append(outcome)
+                if outcome.workflow_id is not None:
+                    states[name] = TickState(
+                        state.paused, outcome.tick_ms, outcome.workflow_id, "PENDING"
+                    )
+        self.schedules.record_fired(fired)
+
+    def _fire_tick(
+        self, definition: ScheduleDefinition, tick: datetime, state: TickState
+    ) -> FiredTick | None:
+        tick_ms = int(tick.timestamp() * 1000)
+        if state.paused or definition.paused:
+            return None
+        if state.last_tick_ms is not None and state.last_tick_ms >= tick_ms:
+            return None  # handled already, by another process or before a restart
+        workflow_id = tick_workflow_id(definition.name, tick)
+        held = 0
+        if definition.overlap_policy in (OverlapPolicy.BUFFER_ONE, OverlapPolicy.BUFFER_ALL):
+            held = self.schedules.held_count(definition.name)
+        action = overlap_action(definition.overlap_policy, state.running, held)
+        if action is Overlap.SKIP:
+            logger.info("schedule %s: skipped tick %s (overlap)", definition.name, tick)
+            return FiredTick(definition.name, tick_ms, None)
+        if action is Overlap.HOLD:
+            self.start_run(definition, workflow_id, tick, hold_queue_name(definition.name))
+            with self._lock:
+                self._holding.add(definition.name)
+            return FiredTick(definition.name, tick_ms, None)
+        if action is Overlap.CANCEL_AND_START and state.last_workflow_id is not None:
+            self.runtime.cancel(state.last_workflow_id)
+        self.start_run(definition, workflow_id, tick, definition.queue_name)
+        return FiredTick(definition.name, tick_ms, workflow_id)
+
+    def start_run(
+        self, definition: ScheduleDefinition, workflow_id: str, tick: datetime, queue: str | None
+    ) -> None:
+        fn = REGISTRY.require_workflow(definition.workflow_name)
+        args, kwargs = definition.tick_inputs(tick, self._now())
+        with SetWorkflowID(workflow_id), SetWorkflowTimeout(definition.timeout_seconds):
+            if queue is None:
+                self.runtime.start_background(fn, None, args, kwargs)
+                return
+            self.runtime.plan(fn, None, args, kwargs, QueuePlacement(queue))
+        _wake_queues(self.runtime)
+
+    def _release_holds(self) -> None:
+        with self._lock:
+            holding = [(n, self._entries.get(n)) for n in self._holding]
+        for name, entry in holding:
+            if entry is None:
+                continue
+            row = self.schedules.release_held(
+                name,
+                entry.definition.queue_name,
+                self.runtime.executor_id,
+                self.runtime.app_version,
+            )
+            if row is not None:
+                self._run_released(row)
+            elif self.schedules.held_count(name) == 0:
+                with self._lock:
+                    self._holding.discard(name)
+
+    def _run_released(self, row: WorkflowRow) -> None:
+        if row.status == "PENDING":
+            self.runtime.execute_existing(row)
+        else:
+            _wake_queues(self.runtime)
+
+    # -- debounce windows -------------------------------------------------------------------------
+
+    def debounce_timer(self, namespace: str, key: str, fire_at_ms: int) -> None:
+        """Fire the window at its deadline (called after a local debounce call)."""
+        with self._lock:
+            earliest = self._heap[0].at if self._heap else None
+            self._push("debounce", (namespace, key), fire_at_ms / 1000)
+        if earliest is None or fire_at_ms / 1000 < earliest:
+            self.wake()
+
+    def _fire_window(self, namespace: str, key: str) -> None:
+        try:
+            outcome = self.debounces.fire(
+                namespace, key, self.runtime.executor_id, self.runtime.app_version
+            )
+        except Exception:
+            logger.exception("debounce %s/%s failed to fire; retrying", namespace, key)
+            with self._lock:
+                self._push("debounce", (namespace, key), self.runtime.clock() + 1.0)
+            return
+        if outcome.released is not None:
+            self._run_released(outcome.released)
+        elif outcome.not_before_ms is not None:
+            with self._lock:
+                self._push("debounce", (namespace, key), outcome.not_before_ms / 1000)
+
+    def _poll_windows(self) -> None:
+        for window in self.debounces.due_windows(self.runtime.now_ms()):
+            self._fire_window(window.namespace, window.key)
+
+
+def _wake_queues(runtime: Runtime) -> None:
+    from engine.runtime import queue_worker
+
+    queue_worker.wake(runtime)
 
 
 def start(runtime: Runtime) -> None:
-    if scheduled_workflows():
-        runtime.spawn("keeptime-scheduler", lambda: _loop(runtime))
+    Scheduler(runtime).start()
 
 
-def fire(runtime: Runtime, item: ScheduledWorkflow, tick: datetime) -> str:
-    """Start the run for one tick; a tick already started elsewhere runs nothing new."""
-    workflow_id = tick_workflow_id(item.name, tick)
-    actual = datetime.fromtimestamp(runtime.clock(), tz=UTC)
-    with SetWorkflowID(workflow_id):
-        runtime.start_background(item.function, None, (tick, actual), {})
+def get_scheduler(runtime: Runtime | None = None) -> Scheduler:
+    """The scheduler of ``runtime`` (by default, of the launched DBOS)."""
+    if runtime is None:
+        from engine.dbos import _runtime
+
+        runtime = _runtime()
+    scheduler = _SCHEDULERS.get(id(runtime))
+    if scheduler is None:
+        raise DBOSNotLaunchedError("the scheduler is not running (call DBOS.launch() first)")
+    return scheduler
+
+
+# -- the programmatic API (the daemon's) ----------------------------------------------------------
+
+
+def set_schedules(definitions: Sequence[ScheduleDefinition]) -> None:
+    """Replace the managed schedules (those from configuration) at once.
+
+    Validation happens first: if any definition is invalid, nothing changes. Schedules kept with
+    an identical definition keep their timers; new or changed ones catch up per their policy.
+    ``@DBOS.scheduled`` workflows are not affected.
+    """
+    for definition in definitions:
+        if not isinstance(definition, ScheduleDefinition):
+            raise DBOSInvalidArgumentError(
+                f"set_schedules takes ScheduleDefinition objects, got {definition!r}"
+            )
+    get_scheduler().set_managed(list(definitions))
+
+
+def _admin(client: DBOSClient | None) -> ScheduleAdmin:
+    return ScheduleAdmin.from_client(client) if client is not None else get_scheduler().admin
+
+
+def pause_schedule(name: str, *, client: DBOSClient | None = None) -> None:
+    """Durably pause a schedule: its ticks are skipped until it is resumed.
+
+    With ``client``, works on that client's database without a running scheduler (the running
+    daemons see the flag at their next tick).
+    """
+    _admin(client).pause(name)
+
+
+def resume_schedule(name: str, *, client: DBOSClient | None = None) -> None:
+    """Resume a paused schedule; ticks that came due while paused do not run."""
+    _admin(client).resume(name)
+
+
+def trigger_schedule(name: str, *, client: DBOSClient | None = None) -> str:
+    """Run the schedule's workflow now, outside its ticks; returns the new workflow's ID.
+
+    The ID (``sched-<name>-trigger-<hex>``) never collides with a tick's, and overlap policies do
+    not apply. In a launched process the run goes to the schedule's queue, or starts here. With
+    ``client`` it is enqueued (on the schedule's queue, or the internal queue every executor
+    serves) for a daemon to run.
+    """
+    if client is not None:
+        return ScheduleAdmin.from_client(client).trigger(name)
+    scheduler = get_scheduler()
+    definition = scheduler.admin.definition(name)
+    workflow_id = trigger_workflow_id(name)
+    scheduler.start_run(definition, workflow_id, scheduler._now(), definition.queue_name)
     return workflow_id
 
 
-def _loop(runtime: Runtime) -> None:
-    now = datetime.fromtimestamp(runtime.clock(), tz=UTC)
-    heap: list[tuple[datetime, str]] = []
-    items = {s.name: s for s in scheduled_workflows()}
-    for item in items.values():
-        heapq.heappush(heap, (item.schedule.next_after(now), item.name))
-    while heap and not runtime.stopping.is_set():
-        tick, name = heap[0]
-        wait = (tick - datetime.fromtimestamp(runtime.clock(), tz=UTC)).total_seconds()
-        if wait > 0:
-            runtime.stopping.wait(min(wait, 60.0))
-            continue
-        heapq.heappop(heap)
-        item = items[name]
-        try:
-            fire(runtime, item, tick)
-        except Exception:
-            logger.exception("scheduled workflow %s failed to start for tick %s", name, tick)
-        heapq.heappush(heap, (item.schedule.next_after(tick), name))
+def backfill_schedule(
+    name: str, start: datetime, end: datetime, *, client: DBOSClient | None = None
+) -> list[str]:
+    """Enqueue every tick in [start, end] (both included); returns their tick workflow IDs.
+
+    Tick IDs are deterministic, so ticks that already ran, or were backfilled before, run nothing
+    new. Raises if start > end or the range holds more than ``MAX_BACKFILL_TICKS`` ticks.
+    """
+    ids = _admin(client).backfill(name, start, end)
+    if client is None:
+        _wake_queues(get_scheduler().runtime)
+    return ids
+
+
+def schedule_states(*, client: DBOSClient | None = None) -> list[ScheduleState]:
+    """Every schedule in the database with its next fire time and last run."""
+    return _admin(client).states()
+
+
+def schedule_state(name: str, *, client: DBOSClient | None = None) -> ScheduleState:
+    """One schedule's state; raises DBOSInvalidArgumentError naming the known ones if unknown."""
+    return _admin(client).state(name)
+
+
+def next_fire_times(name: str, count: int, *, client: DBOSClient | None = None) -> list[datetime]:
+    """The next ``count`` nominal ticks of a schedule (1 to 1000)."""
+    return _admin(client).next_fire_times(name, count)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from engine.error import DBOSWorkflowConflictIDError
 from engine.runtime.context import consume_workflow_id, current_workflow, start_options
 from engine.runtime.registry import RegisteredFunction
+from engine.storage.queues import ENQUEUE_ORDER
 from engine.storage.store import StepRecord, WorkflowRow
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def plan_start(
         deadline_epoch_ms=deadline_ms,
         started_at_epoch_ms=now if queue is None else None,
         parent_workflow_id=parent.workflow_id if parent is not None else None,
+        queue_order=ENQUEUE_ORDER.next(runtime.clock) if queue is not None else None,
     )
     parent_step = (
         StepRecord(function_id, fn.name, None, None, workflow_id)

@@ -112,6 +112,10 @@ class StepCall:
     def finish(self) -> Any:
         """Checkpoint the outcome (one durable write) and return or raise it."""
         self.ctx.in_step = False
+        if self.error is not None and self.runtime.stopping.is_set():
+            # A failure during shutdown is likely the shutdown itself; recording it would make
+            # recovery replay a false error. The step runs again after restart instead.
+            raise self.error
         codec = self.runtime.codec
         output = error = None
         if self.error is None:

@@ -1,19 +1,32 @@
 """Claiming queued workflows: flow control evaluated inside one write transaction.
 
-On PostgreSQL candidate rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent workers
-never claim the same workflow; SQLite serializes writers with ``BEGIN IMMEDIATE``.
+Correctness across processes:
+
+* SQLite serializes every writer with ``BEGIN IMMEDIATE``, so the counts a claim reads cannot
+  change before it commits.
+* PostgreSQL locks candidate rows with ``FOR UPDATE SKIP LOCKED``, so two workers never claim the
+  same workflow. That alone does not protect *global* limits: two workers could both count
+  ``PENDING = 0`` and both claim up to ``concurrency``. A queue with a global concurrency limit or
+  a rate limiter therefore also takes a transaction-scoped advisory lock on the queue's name
+  first. A claim's statements then see every claim committed before it (READ COMMITTED), and the
+  lock is held only for the few milliseconds the claim takes.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, case, func, or_, select, text, update
 
 from engine.storage.schema import workflow_status
 from engine.storage.store import SystemStore, WorkflowRow
 
 ws = workflow_status.c
+
+_LOCK_PREFIX = "keeptime.queue:"
 
 
 @dataclass(frozen=True)
@@ -26,106 +39,257 @@ class ClaimLimits:
     partitioned: bool
     max_batch: int = 100
 
+    @property
+    def has_global_limits(self) -> bool:
+        return self.concurrency is not None or self.limit is not None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What counts against the limits of one queue (or one partition of it)."""
+
+    pending: int = 0
+    mine: int = 0
+    recent_starts: int = 0
+    oldest_recent_start: int | None = None
+
+
+@dataclass
+class ClaimResult:
+    rows: list[WorkflowRow]
+    # When a rate-limit window next frees a slot for work still waiting (epoch ms), if it is full.
+    retry_at_ms: int | None = None
+
+
+class EnqueueOrder:
+    """A strictly increasing microsecond stamp per process: FIFO among same-millisecond enqueues.
+
+    ``created_at`` has millisecond resolution, and a burst of enqueues shares one value; this
+    stamp (stored in ``queue_order``) breaks those ties in enqueue order.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def next(self, clock: Callable[[], float]) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, int(clock() * 1_000_000))
+            return self._last
+
+
+ENQUEUE_ORDER = EnqueueOrder()
+
 
 class QueueStore:
     def __init__(self, store: SystemStore) -> None:
         self.store = store
         self.db = store.db
 
-    def claim(self, limits: ClaimLimits, executor_id: str, app_version: str) -> list[WorkflowRow]:
-        """Move up to the allowed number of ENQUEUED workflows to PENDING on this executor."""
-        now = self.store.now_ms()
-        claimed: list[WorkflowRow] = []
-        with self.db.write() as conn:
-            partitions: list[str | None] = [None]
-            if limits.partitioned:
-                partitions = list(
-                    conn.execute(
-                        select(ws.queue_partition_key)
-                        .where(ws.queue_name == limits.queue_name, ws.status == "ENQUEUED")
-                        .distinct()
-                    ).scalars()
-                )
-            for partition in partitions:
-                budget = self._budget(conn, limits, partition, executor_id, now)
-                if budget <= 0:
-                    continue
-                claimed.extend(
-                    self._claim_rows(conn, limits, partition, budget, executor_id, app_version, now)
-                )
-        return claimed
+    def queues_with_work(self, queue_names: Sequence[str]) -> set[str]:
+        """Which of these queues have ENQUEUED workflows (one cheap read, no write lock)."""
+        if not queue_names:
+            return set()
+        with self.db.read() as conn:
+            found = conn.execute(
+                select(ws.queue_name)
+                .where(ws.queue_name.in_(list(queue_names)), ws.status == "ENQUEUED")
+                .distinct()
+            ).scalars()
+            return {name for name in found if name is not None}
 
-    def _budget(
+    def claim(
         self,
-        conn: Connection,
         limits: ClaimLimits,
-        partition: str | None,
         executor_id: str,
-        now: int,
-    ) -> int:
-        budget = limits.max_batch
-        scope = [ws.queue_name == limits.queue_name]
-        if limits.partitioned:
-            scope.append(ws.queue_partition_key == partition)
-        if limits.limit is not None and limits.period_ms is not None:
-            started = conn.execute(
-                select(func.count()).where(*scope, ws.started_at_epoch_ms >= now - limits.period_ms)
-            ).scalar_one()
-            budget = min(budget, limits.limit - int(started))
-        if limits.concurrency is not None:
-            running = conn.execute(
-                select(func.count()).where(*scope, ws.status == "PENDING")
-            ).scalar_one()
-            budget = min(budget, limits.concurrency - int(running))
-        if limits.worker_concurrency is not None:
-            mine = conn.execute(
-                select(func.count()).where(
-                    *scope, ws.status == "PENDING", ws.executor_id == executor_id
+        app_version: str,
+        runnable: Sequence[str],
+        skip: Sequence[str] = (),
+    ) -> ClaimResult:
+        """Move the allowed number of ENQUEUED workflows to PENDING on this executor.
+
+        Only workflows of ``app_version`` (or of no version) whose function is in ``runnable`` are
+        taken, so nothing is claimed that this process cannot run. ``skip`` lists workflow IDs this
+        process already failed to start.
+        """
+        now = self.store.now_ms()
+        result = ClaimResult([])
+        with self.db.write() as conn:
+            if limits.has_global_limits and not self.db.is_sqlite:
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                    {"key": _LOCK_PREFIX + limits.queue_name},
                 )
-            ).scalar_one()
-            budget = min(budget, limits.worker_concurrency - int(mine))
-        return budget
+            usage = self._usage(conn, limits, executor_id, now)
+            for partition in self._partitions(conn, limits):
+                part_usage = usage.get(partition, Usage())
+                budget = _budget(limits, part_usage)
+                if budget <= 0:
+                    result.retry_at_ms = _earliest(
+                        result.retry_at_ms, _window_frees_at(limits, part_usage)
+                    )
+                    continue
+                result.rows.extend(
+                    self._claim_rows(
+                        conn,
+                        limits,
+                        partition,
+                        _Claimant(budget, executor_id, app_version, runnable, skip, now),
+                    )
+                )
+        return result
+
+    def release(self, workflow_id: str, executor_id: str) -> bool:
+        """Put a claimed workflow this process could not start back on its queue."""
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(workflow_status)
+                .where(
+                    ws.workflow_uuid == workflow_id,
+                    ws.status == "PENDING",
+                    ws.executor_id == executor_id,
+                    ws.queue_name.is_not(None),
+                )
+                .values(
+                    status="ENQUEUED",
+                    executor_id=None,
+                    started_at_epoch_ms=None,
+                    deadline_epoch_ms=None,
+                    recovery_attempts=ws.recovery_attempts - 1,
+                    updated_at=self.store.now_ms(),
+                )
+            )
+            return bool(result.rowcount)
+
+    def _partitions(self, conn: Connection, limits: ClaimLimits) -> list[str | None]:
+        if not limits.partitioned:
+            return [None]
+        return list(
+            conn.execute(
+                select(ws.queue_partition_key)
+                .where(ws.queue_name == limits.queue_name, ws.status == "ENQUEUED")
+                .distinct()
+            ).scalars()
+        )
+
+    def _usage(
+        self, conn: Connection, limits: ClaimLimits, executor_id: str, now: int
+    ) -> dict[str | None, Usage]:
+        """Running and recently started counts, per partition, in one query."""
+        pending = ws.status == "PENDING"
+        counted: Any = pending
+        recent: Any = None
+        if limits.limit is not None and limits.period_ms is not None:
+            recent = ws.started_at_epoch_ms >= now - limits.period_ms
+            counted = or_(pending, recent)
+        key = ws.queue_partition_key if limits.partitioned else None
+        columns: list[Any] = [
+            func.sum(case((pending, 1), else_=0)),
+            func.sum(case((pending & (ws.executor_id == executor_id), 1), else_=0)),
+            func.sum(case((recent, 1), else_=0)) if recent is not None else None,
+            func.min(case((recent, ws.started_at_epoch_ms), else_=None))
+            if recent is not None
+            else None,
+        ]
+        query = select(
+            *(c for c in [key, *columns] if c is not None),
+        ).where(ws.queue_name == limits.queue_name, counted)
+        if key is not None:
+            query = query.group_by(key)
+        usage: dict[str | None, Usage] = {}
+        for row in conn.execute(query).all():
+            values = list(row)
+            part = values.pop(0) if key is not None else None
+            if values[0] is None:  # no matching rows: SUM over nothing
+                continue
+            recent_starts = int(values[2] or 0) if recent is not None else 0
+            oldest = values[3] if recent is not None else None
+            usage[part] = Usage(
+                int(values[0] or 0),
+                int(values[1] or 0),
+                recent_starts,
+                int(oldest) if oldest is not None else None,
+            )
+        return usage
 
     def _claim_rows(
         self,
         conn: Connection,
         limits: ClaimLimits,
         partition: str | None,
-        budget: int,
-        executor_id: str,
-        app_version: str,
-        now: int,
+        claimant: _Claimant,
     ) -> list[WorkflowRow]:
-        query = select(workflow_status).where(
+        query = select(ws.workflow_uuid).where(
             ws.queue_name == limits.queue_name,
             ws.status == "ENQUEUED",
-            (ws.application_version == app_version) | ws.application_version.is_(None),
+            (ws.application_version == claimant.app_version) | ws.application_version.is_(None),
+            ws.name.in_(list(claimant.runnable)),
         )
+        if claimant.skip:
+            query = query.where(ws.workflow_uuid.not_in(list(claimant.skip)))
         if limits.partitioned:
             query = query.where(ws.queue_partition_key == partition)
-        # NULL priority (none assigned) first, then lower numbers, then FIFO.
+        # No priority first, then lower numbers; FIFO within one priority.
         query = query.order_by(
-            ws.priority.is_not(None), ws.priority, ws.created_at, ws.workflow_uuid
-        ).limit(budget)
+            ws.priority.is_not(None), ws.priority, ws.created_at, ws.queue_order, ws.workflow_uuid
+        ).limit(claimant.budget)
         if not self.db.is_sqlite:
             query = query.with_for_update(skip_locked=True)
-        rows = [WorkflowRow.from_row(r) for r in conn.execute(query).all()]
-        for row in rows:
-            deadline = now + row.timeout_ms if row.timeout_ms is not None else None
-            conn.execute(
-                update(workflow_status)
-                .where(ws.workflow_uuid == row.workflow_uuid, ws.status == "ENQUEUED")
-                .values(
-                    status="PENDING",
-                    executor_id=executor_id,
-                    started_at_epoch_ms=now,
-                    deadline_epoch_ms=deadline,
-                    recovery_attempts=ws.recovery_attempts + 1,
-                    updated_at=now,
-                )
+        ids = list(conn.execute(query).scalars())
+        if not ids:
+            return []
+        now = claimant.now
+        claimed = conn.execute(
+            update(workflow_status)
+            .where(ws.workflow_uuid.in_(ids), ws.status == "ENQUEUED")
+            .values(
+                status="PENDING",
+                executor_id=claimant.executor_id,
+                started_at_epoch_ms=now,
+                # The timeout clock starts at dequeue (NULL timeout stays NULL).
+                deadline_epoch_ms=ws.timeout_ms + now,
+                recovery_attempts=ws.recovery_attempts + 1,
+                updated_at=now,
             )
-            row.status = "PENDING"
-            row.executor_id = executor_id
-            row.started_at_epoch_ms = now
-            row.deadline_epoch_ms = deadline
-        return rows
+            .returning(*workflow_status.c)
+        ).all()
+        by_id = {r._mapping["workflow_uuid"]: WorkflowRow.from_row(r) for r in claimed}
+        return [by_id[i] for i in ids if i in by_id]
+
+
+@dataclass(frozen=True)
+class _Claimant:
+    budget: int
+    executor_id: str
+    app_version: str
+    runnable: Sequence[str]
+    skip: Sequence[str]
+    now: int
+
+
+def _budget(limits: ClaimLimits, usage: Usage) -> int:
+    budget = limits.max_batch
+    if limits.limit is not None:
+        budget = min(budget, limits.limit - usage.recent_starts)
+    if limits.concurrency is not None:
+        budget = min(budget, limits.concurrency - usage.pending)
+    if limits.worker_concurrency is not None:
+        budget = min(budget, limits.worker_concurrency - usage.mine)
+    return budget
+
+
+def _window_frees_at(limits: ClaimLimits, usage: Usage) -> int | None:
+    """When the oldest start leaves the rate-limit window, if the limiter is what blocks."""
+    if limits.limit is None or limits.period_ms is None or usage.oldest_recent_start is None:
+        return None
+    if usage.recent_starts < limits.limit:
+        return None
+    return usage.oldest_recent_start + limits.period_ms
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)

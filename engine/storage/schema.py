@@ -57,6 +57,8 @@ workflow_status = Table(
     Column("deadline_epoch_ms", BigInteger),
     Column("started_at_epoch_ms", BigInteger),
     Column("parent_workflow_id", Text),
+    # Enqueue order within one millisecond of created_at (microseconds, per process monotonic).
+    Column("queue_order", BigInteger),
     Index("ix_ws_created_at", "created_at"),
     Index("ix_ws_status_created", "status", "created_at"),
     Index("ix_ws_name_created", "name", "created_at"),
@@ -64,6 +66,7 @@ workflow_status = Table(
     Index("ix_ws_app_version", "application_version", "created_at"),
     Index("ix_ws_user", "authenticated_user", "created_at"),
     Index("ix_ws_queue_status", "queue_name", "status", "priority", "created_at"),
+    Index("ix_ws_queue_started", "queue_name", "started_at_epoch_ms"),
     Index("ix_ws_parent", "parent_workflow_id"),
     Index("ux_ws_dedup", "queue_name", "deduplication_id", unique=True),
 )
@@ -112,6 +115,45 @@ streams = Table(
     Column("value", Text),
     Column("closed", Integer, nullable=False, default=0),
     PrimaryKeyConstraint("workflow_uuid", "key", "offset"),
+)
+
+executors = Table(
+    "executors",
+    metadata,
+    Column("executor_id", Text, primary_key=True),
+    Column("application_version", Text),
+    Column("last_heartbeat_ms", BigInteger, nullable=False),
+)
+
+# Schedules: the definition (for management without a running scheduler), the pause flag, and the
+# catch-up watermark (the last nominal tick handled), so catch-up decisions survive restarts.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("source", String(16), nullable=False),  # "decorator" or "managed"
+    Column("definition", Text, nullable=False),  # JSON: cron, timezone, workflow, policies, queue
+    Column("inputs", Text),  # extra workflow arguments, encoded with the configured serializer
+    Column("paused", Integer, nullable=False, default=0),
+    Column("last_tick_epoch_ms", BigInteger),
+    Column("last_workflow_id", Text),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Open debounce windows: one per (namespace, key). The debounced workflow itself is a held
+# ENQUEUED row whose inputs each debounce call replaces; firing deletes the window and releases it.
+debounce_windows = Table(
+    "debounce_windows",
+    metadata,
+    Column("namespace", Text, nullable=False),
+    Column("debounce_key", Text, nullable=False),
+    Column("workflow_id", Text, nullable=False),
+    Column("first_call_ms", BigInteger, nullable=False),
+    Column("fire_at_ms", BigInteger, nullable=False),
+    Column("max_fire_at_ms", BigInteger),
+    Column("queue_name", Text),
+    PrimaryKeyConstraint("namespace", "debounce_key"),
+    Index("ix_debounce_fire_at", "fire_at_ms"),
 )
 
 # Application database: checkpoints of @DBOS.transaction, committed with the transaction itself.

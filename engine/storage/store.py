@@ -48,6 +48,7 @@ class WorkflowRow:
     deadline_epoch_ms: int | None = None
     started_at_epoch_ms: int | None = None
     parent_workflow_id: str | None = None
+    queue_order: int | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> WorkflowRow:
@@ -256,20 +257,26 @@ class SystemStore:
     def start_recovery_attempt(
         self, workflow_id: str, executor_id: str, max_attempts: int | None
     ) -> WorkflowRow | None:
-        """Count one more start of a PENDING workflow; past the limit it is given up on."""
+        """Count one more start of this executor's PENDING workflow; past the limit, give up.
+
+        Returns None when the workflow is no longer PENDING on ``executor_id`` (another executor
+        took it over), so two executors never both resume it.
+        """
         with self.db.write() as conn:
-            conn.execute(
+            started = conn.execute(
                 update(workflow_status)
                 .where(
                     workflow_status.c.workflow_uuid == workflow_id,
                     workflow_status.c.status == "PENDING",
+                    workflow_status.c.executor_id == executor_id,
                 )
                 .values(
                     recovery_attempts=workflow_status.c.recovery_attempts + 1,
-                    executor_id=executor_id,
                     updated_at=self.now_ms(),
                 )
             )
+            if not started.rowcount:
+                return None
             if max_attempts is not None:
                 conn.execute(
                     update(workflow_status)
@@ -442,3 +449,29 @@ class SystemStore:
                 values = dict(step._mapping)
                 values["workflow_uuid"] = new_row.workflow_uuid
                 conn.execute(self._insert(operation_outputs).values(**values))
+
+    def requeue_workflow(self, workflow_id: str, queue_name: str) -> bool:
+        """Put a cancelled, given-up or queued workflow on ``queue_name`` for any executor."""
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(workflow_status)
+                .where(
+                    workflow_status.c.workflow_uuid == workflow_id,
+                    workflow_status.c.status.in_(
+                        ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "ENQUEUED")
+                    ),
+                )
+                .values(
+                    status="ENQUEUED",
+                    queue_name=queue_name,
+                    queue_partition_key=None,
+                    deduplication_id=None,
+                    priority=None,
+                    executor_id=None,
+                    recovery_attempts=0,
+                    started_at_epoch_ms=None,
+                    deadline_epoch_ms=None,
+                    updated_at=self.now_ms(),
+                )
+            )
+        return bool(result.rowcount)

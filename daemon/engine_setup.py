@@ -1,0 +1,82 @@
+"""Turn a validated :class:`Config` into a configured engine: DBOS config, queues, targets.
+
+Used by ``keeptime run`` (a full launch) and by the management commands (which only open the
+database through :class:`engine.DBOSClient` and never run workflows).
+"""
+
+from __future__ import annotations
+
+from daemon.config_check import database_url_with_password
+from daemon.config_model import Config, DebouncerConfig, QueueConfig, ScheduleConfig
+from daemon.targets import register_target, target_workflow_name
+from engine import DBOSClient, DBOSConfig, JsonSerializer, Queue
+from engine.queue import QueueRateLimit
+
+__all__ = [
+    "create_queues",
+    "dbos_config",
+    "open_client",
+    "register_debouncer_targets",
+    "register_schedule_targets",
+    "workflow_name_of",
+]
+
+
+def dbos_config(config: Config) -> DBOSConfig:
+    """The engine config for the daemon. JSON serialization: nothing stored is ever unpickled."""
+    engine_config: DBOSConfig = {
+        "name": config.engine.name,
+        "system_database_url": database_url_with_password(config),
+        "serializer": JsonSerializer(),
+    }
+    if config.engine.application_version:
+        engine_config["application_version"] = config.engine.application_version
+    if config.engine.executor_id:
+        engine_config["executor_id"] = config.engine.executor_id
+    return engine_config
+
+
+def open_client(config: Config) -> DBOSClient:
+    """A client on the configured system database (migrates it; starts no workers)."""
+    return DBOSClient(
+        system_database_url=database_url_with_password(config), serializer=JsonSerializer()
+    )
+
+
+def create_queues(config: Config) -> list[Queue]:
+    """Create (or redefine) the engine queue of every ``[queues.NAME]`` table."""
+    return [_queue(q) for q in config.queues.values()]
+
+
+def _queue(q: QueueConfig) -> Queue:
+    limiter: QueueRateLimit | None = None
+    if q.limiter is not None:
+        limiter = {"limit": q.limiter.limit, "period": q.limiter.period.total_seconds()}
+    return Queue(
+        q.name,
+        q.concurrency,
+        limiter,
+        worker_concurrency=q.worker_concurrency,
+        priority_enabled=q.priority_enabled,
+        partition_queue=q.partition_queue,
+    )
+
+
+def register_schedule_targets(schedules: dict[str, ScheduleConfig]) -> dict[str, str]:
+    """Register the command and webhook workflows of schedules; ``{schedule: workflow name}``."""
+    return {
+        name: register_target("schedule", name, s.target, s.retries)
+        for name, s in schedules.items()
+    }
+
+
+def register_debouncer_targets(debouncers: dict[str, DebouncerConfig]) -> dict[str, str]:
+    """Register the command and webhook workflows of debouncers; ``{debouncer: workflow name}``."""
+    return {name: register_target("debouncer", name, d.target) for name, d in debouncers.items()}
+
+
+def workflow_name_of(item: ScheduleConfig | DebouncerConfig) -> str:
+    """The workflow a schedule or debouncer runs (without registering anything)."""
+    if isinstance(item, ScheduleConfig):
+        return target_workflow_name("schedule", item.name, item.target)
+    return target_workflow_name("debouncer", item.name, item.target)

@@ -1,0 +1,96 @@
+"""Apply the config's schedules and debouncers to the engine's durable registry, by name.
+
+The engine keeps schedules in the system database (with their pause state and last fire), so
+``set_schedules`` replaces the *definitions* and keeps the runtime state: a schedule paused from
+the CLI stays paused across reloads and restarts, and a schedule missing from the config stops
+firing. Debouncers need no durable definition: the daemon keeps their settings and passes them
+with each call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from daemon.config_model import Config, DebouncerConfig, ScheduleConfig
+from engine.core.catchup import CatchupPolicy, OverlapPolicy
+from engine.runtime.scheduler import ScheduleDefinition, set_schedules
+
+__all__ = ["DebouncerBinding", "RegistrySync", "schedule_definition"]
+
+
+@dataclass(frozen=True)
+class DebouncerBinding:
+    """A configured debouncer and the workflow it runs."""
+
+    config: DebouncerConfig
+    workflow_name: str
+
+    @property
+    def period_seconds(self) -> float:
+        return self.config.period.total_seconds()
+
+    @property
+    def max_wait_seconds(self) -> float | None:
+        max_wait = self.config.max_wait
+        return max_wait.total_seconds() if max_wait is not None else None
+
+
+def schedule_definition(schedule: ScheduleConfig, workflow_name: str) -> ScheduleDefinition:
+    """The engine's definition of one configured schedule."""
+    window = schedule.catchup_window
+    optional: dict[str, Any] = {}
+    if schedule.max_catchup is not None:
+        optional["max_catchup"] = schedule.max_catchup
+    return ScheduleDefinition(
+        name=schedule.name,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        workflow_name=workflow_name,
+        queue_name=schedule.queue,
+        catchup=CatchupPolicy(schedule.catchup),
+        catchup_window_seconds=window.total_seconds() if window is not None else None,
+        overlap=OverlapPolicy(schedule.overlap),
+        jitter_seconds=schedule.jitter.total_seconds(),
+        paused=schedule.paused,
+        **optional,
+    )
+
+
+class RegistrySync:
+    """Keeps the engine's schedules and the daemon's debouncers in step with the config."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._debouncers: dict[str, DebouncerBinding] = {}
+        self.schedules_loaded = threading.Event()
+
+    def apply(
+        self,
+        config: Config,
+        schedule_workflows: Mapping[str, str],
+        debouncer_workflows: Mapping[str, str],
+    ) -> None:
+        """Replace every schedule definition and debouncer with the config's."""
+        definitions = [
+            schedule_definition(s, schedule_workflows[name]) for name, s in config.schedules.items()
+        ]
+        set_schedules(definitions)
+        bindings = {
+            name: DebouncerBinding(d, debouncer_workflows[name])
+            for name, d in config.debouncers.items()
+        }
+        with self._lock:
+            self._debouncers = bindings
+        self.schedules_loaded.set()
+
+    def debouncer(self, name: str) -> DebouncerBinding | None:
+        """The configured debouncer ``name``, or None."""
+        with self._lock:
+            return self._debouncers.get(name)
+
+    def debouncer_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._debouncers)

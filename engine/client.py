@@ -1,0 +1,237 @@
+"""DBOSClient: manage and feed workflows from a process that does not run them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, TypedDict, cast
+
+from sqlalchemy import Engine
+
+from engine.error import DBOSInvalidArgumentError
+from engine.handles import WorkflowHandle, WorkflowHandleAsync
+from engine.runtime import management, messaging, results
+from engine.runtime.context import SetWorkflowID
+from engine.runtime.internal_queue import INTERNAL_QUEUE_NAME
+from engine.serialization import Codec, PickleSerializer, Serializer
+from engine.status import StepInfo, WorkflowStatus
+from engine.storage.database import Database, parse_database_url
+from engine.storage.migrations import migrate_system_database
+from engine.storage.store import ListFilter, SystemStore, WorkflowRow
+
+if TYPE_CHECKING:
+    from engine.runtime.executor import Runtime
+
+
+class EnqueueOptions(TypedDict, total=False):
+    queue_name: str
+    workflow_name: str
+    workflow_id: str
+    app_version: str
+    workflow_timeout: float
+    deduplication_id: str
+    priority: int
+    queue_partition_key: str
+
+
+class DBOSClient:
+    """Talks to an application's system database directly. Runs no workflows itself."""
+
+    def __init__(
+        self,
+        system_database_url: str | None = None,
+        *,
+        database_url: str | None = None,
+        system_database_engine: Engine | None = None,
+        dbos_system_schema: str = "dbos",
+        serializer: Serializer | None = None,
+    ) -> None:
+        url = system_database_url or database_url
+        if url is None:
+            raise DBOSInvalidArgumentError(
+                "DBOSClient needs system_database_url (the application's system database)"
+            )
+        import time
+
+        self.clock = time.time
+        self.db = Database(
+            parse_database_url(url), schema=dbos_system_schema, engine=system_database_engine
+        )
+        migrate_system_database(self.db)
+        self.store = SystemStore(self.db, self.now_ms)
+        self.codec = Codec(serializer or PickleSerializer())
+        self.stopping = threading.Event()
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def destroy(self) -> None:
+        self.stopping.set()
+        self.db.dispose()
+
+    # The message/result helpers only need store, codec, stopping and now_ms.
+    def _as_runtime(self) -> Runtime:
+        return cast("Runtime", self)
+
+    def wait_result(self, workflow_id: str, timeout: float | None = None) -> Any:
+        results.wait_done(self.store, workflow_id, self.stopping, timeout=timeout)
+        return results.stored_outcome(self.store, self.codec, workflow_id)
+
+    # -- enqueueing --------------------------------------------------------------------------------
+
+    def enqueue(self, options: EnqueueOptions, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
+        row = self._enqueue_row(options, args, kwargs)
+        self.store.insert_workflow(row)
+        return WorkflowHandle(self._as_runtime(), row.workflow_uuid)
+
+    async def enqueue_async(
+        self, options: EnqueueOptions, *args: Any, **kwargs: Any
+    ) -> WorkflowHandleAsync[Any]:
+        handle = await asyncio.to_thread(lambda: self.enqueue(options, *args, **kwargs))
+        return WorkflowHandleAsync(self._as_runtime(), handle.workflow_id)
+
+    def _enqueue_row(
+        self, options: EnqueueOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> WorkflowRow:
+        queue_name = options.get("queue_name")
+        workflow_name = options.get("workflow_name")
+        if not queue_name or not workflow_name:
+            raise DBOSInvalidArgumentError(
+                "EnqueueOptions needs 'queue_name' and 'workflow_name' (the workflow's "
+                "registered name, e.g. its function's qualified name)"
+            )
+        timeout = options.get("workflow_timeout")
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+            raise DBOSInvalidArgumentError(f"workflow_timeout must be > 0 seconds, got {timeout!r}")
+        now = self.now_ms()
+        return WorkflowRow(
+            workflow_uuid=options.get("workflow_id") or str(uuid.uuid4()),
+            status="ENQUEUED",
+            name=workflow_name,
+            inputs=self.codec.encode_inputs(workflow_name, args, kwargs),
+            application_version=options.get("app_version"),
+            created_at=now,
+            updated_at=now,
+            queue_name=queue_name,
+            queue_partition_key=options.get("queue_partition_key"),
+            deduplication_id=options.get("deduplication_id"),
+            priority=options.get("priority"),
+            timeout_ms=int(timeout * 1000) if timeout is not None else None,
+        )
+
+    # -- handles and messages ----------------------------------------------------------------------
+
+    def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
+        management.require_row(self._as_runtime(), workflow_id)
+        return WorkflowHandle(self._as_runtime(), workflow_id)
+
+    async def retrieve_workflow_async(self, workflow_id: str) -> WorkflowHandleAsync[Any]:
+        await asyncio.to_thread(management.require_row, self._as_runtime(), workflow_id)
+        return WorkflowHandleAsync(self._as_runtime(), workflow_id)
+
+    def send(
+        self,
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        if idempotency_key is None:
+            messaging.send(self._as_runtime(), destination_id, message, topic)
+            return
+        with SetWorkflowID(idempotency_key):
+            messaging.send(self._as_runtime(), destination_id, message, topic)
+
+    def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        return messaging.get_event(self._as_runtime(), workflow_id, key, timeout_seconds)
+
+    def read_stream(self, workflow_id: str, key: str) -> Generator[Any, Any, None]:
+        return messaging.read_stream(self._as_runtime(), workflow_id, key)
+
+    # -- management --------------------------------------------------------------------------------
+
+    def list_workflows(
+        self,
+        *,
+        workflow_ids: list[str] | None = None,
+        status: str | list[str] | None = None,
+        start_time: str | None = None,
+        end_time: str | None = None,
+        name: str | None = None,
+        app_version: str | None = None,
+        user: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_desc: bool = False,
+        workflow_id_prefix: str | None = None,
+        load_input: bool = True,
+        load_output: bool = True,
+    ) -> list[WorkflowStatus]:
+        flt = ListFilter(
+            workflow_ids=workflow_ids,
+            workflow_id_prefix=workflow_id_prefix,
+            statuses=management.parse_statuses(status),
+            start_ms=management.parse_time_ms(start_time, "start_time"),
+            end_ms=management.parse_time_ms(end_time, "end_time"),
+            name=name,
+            app_version=app_version,
+            user=user,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+        )
+        return management.list_workflows(self._as_runtime(), flt, load_input and load_output)
+
+    def list_queued_workflows(
+        self,
+        *,
+        queue_name: str | None = None,
+        status: str | list[str] | None = None,
+        start_time: str | None = None,
+        end_time: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_desc: bool = False,
+        load_input: bool = True,
+    ) -> list[WorkflowStatus]:
+        flt = ListFilter(
+            statuses=management.parse_statuses(status, ("ENQUEUED", "PENDING")),
+            start_ms=management.parse_time_ms(start_time, "start_time"),
+            end_ms=management.parse_time_ms(end_time, "end_time"),
+            name=name,
+            queue_name=queue_name,
+            queued_only=True,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+        )
+        return management.list_workflows(self._as_runtime(), flt, load_input)
+
+    def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
+        return [management.to_step_info(s, self.codec) for s in self.store.list_steps(workflow_id)]
+
+    def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
+        row = self.store.get_workflow(workflow_id)
+        return management.to_status(row, self.codec) if row is not None else None
+
+    def cancel_workflow(self, workflow_id: str) -> None:
+        """Cancel it and its children; running executors notice within about a second."""
+        management.require_row(self._as_runtime(), workflow_id)
+        self.store.cancel_workflow_tree(workflow_id)
+
+    def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """Hand the workflow to any live executor through the internal queue."""
+        management.require_row(self._as_runtime(), workflow_id)
+        self.store.requeue_workflow(workflow_id, INTERNAL_QUEUE_NAME)
+        return WorkflowHandle(self._as_runtime(), workflow_id)
+
+    def fork_workflow(
+        self, workflow_id: str, start_step: int, *, application_version: str | None = None
+    ) -> WorkflowHandle[Any]:
+        new_id = management.fork_row(
+            self._as_runtime(), workflow_id, start_step, application_version, INTERNAL_QUEUE_NAME
+        )
+        return WorkflowHandle(self._as_runtime(), new_id)

@@ -1,0 +1,297 @@
+"""Schedules in the system database: definitions, pause flags, catch-up watermarks, held ticks.
+
+Every method is one transaction. The scheduler thread reads the state of all due schedules in one
+query and records the ticks it handled in one transaction per wake-up, so the per-tick cost is the
+workflow insert itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, case, delete, func, or_, select, update
+
+from engine.storage.schema import schedules, workflow_status
+from engine.storage.store import SystemStore, WorkflowRow
+
+sc = schedules.c
+ws = workflow_status.c
+
+ACTIVE_STATUSES = ("PENDING", "ENQUEUED")
+#: Held (buffered) ticks wait as ENQUEUED rows on this per-schedule queue, which no worker serves.
+HOLD_QUEUE_PREFIX = "_keeptime_hold:"
+
+
+def hold_queue_name(schedule_name: str) -> str:
+    return HOLD_QUEUE_PREFIX + schedule_name
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    name: str
+    source: str
+    definition: str
+    inputs: str | None
+    paused: bool
+    last_tick_ms: int | None
+    last_workflow_id: str | None
+    last_status: str | None
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class TickState:
+    """What firing one tick needs to know: the pause flag and the previous run's status."""
+
+    paused: bool
+    last_tick_ms: int | None
+    last_workflow_id: str | None
+    last_status: str | None
+
+    @property
+    def running(self) -> bool:
+        return self.last_status in ACTIVE_STATUSES
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    source: str
+    definition: str
+    inputs: str | None
+
+
+@dataclass(frozen=True)
+class FiredTick:
+    name: str
+    tick_ms: int
+    workflow_id: str | None  # None when the tick was skipped
+
+
+class ScheduleStore:
+    def __init__(self, store: SystemStore) -> None:
+        self.store = store
+        self.db = store.db
+
+    # -- definitions ------------------------------------------------------------------------------
+
+    def register(self, regs: Sequence[Registration], replace_source: str | None = None) -> None:
+        """Upsert these schedules; with ``replace_source``, delete others of that source.
+
+        A new schedule's watermark starts at now: downtime after it was created is caught up,
+        history before it is not. Pause flags and watermarks of existing schedules are kept.
+        """
+        if not regs and replace_source is None:
+            return
+        now = self.store.now_ms()
+        with self.db.write() as conn:
+            for reg in regs:
+                self._upsert(conn, reg, now)
+            if replace_source is not None:
+                keep = [r.name for r in regs]
+                conn.execute(
+                    delete(schedules).where(sc.source == replace_source, sc.name.not_in(keep))
+                )
+
+    def _upsert(self, conn: Connection, reg: Registration, now: int) -> None:
+        stmt = self.store._insert(schedules).values(
+            name=reg.name,
+            source=reg.source,
+            definition=reg.definition,
+            inputs=reg.inputs,
+            paused=0,
+            last_tick_epoch_ms=now,
+            updated_at=now,
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["name"],
+                set_={
+                    "source": reg.source,
+                    "definition": reg.definition,
+                    "inputs": reg.inputs,
+                    "updated_at": now,
+                },
+            )
+        )
+
+    def delete(self, name: str) -> bool:
+        with self.db.write() as conn:
+            return bool(conn.execute(delete(schedules).where(sc.name == name)).rowcount)
+
+    def set_paused(self, name: str, paused: bool) -> bool:
+        """Pause or resume; False if no such schedule. Resuming moves the watermark to now, so
+        ticks that came due while paused are not caught up."""
+        now = self.store.now_ms()
+        values: dict[str, Any] = {"paused": int(paused), "updated_at": now}
+        if not paused:
+            behind = or_(sc.last_tick_epoch_ms.is_(None), sc.last_tick_epoch_ms < now)
+            values["last_tick_epoch_ms"] = case((behind, now), else_=sc.last_tick_epoch_ms)
+        with self.db.write() as conn:
+            result = conn.execute(update(schedules).where(sc.name == name).values(**values))
+            return bool(result.rowcount)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _rows_query(self) -> Any:
+        return select(
+            sc.name,
+            sc.source,
+            sc.definition,
+            sc.inputs,
+            sc.paused,
+            sc.last_tick_epoch_ms,
+            sc.last_workflow_id,
+            ws.status,
+            sc.updated_at,
+        ).select_from(schedules.outerjoin(workflow_status, ws.workflow_uuid == sc.last_workflow_id))
+
+    def list_all(self) -> list[ScheduleRow]:
+        with self.db.read() as conn:
+            rows = conn.execute(self._rows_query().order_by(sc.name)).all()
+        return [ScheduleRow(r[0], r[1], r[2], r[3], bool(r[4]), *r[5:]) for r in rows]
+
+    def get(self, name: str) -> ScheduleRow | None:
+        with self.db.read() as conn:
+            r = conn.execute(self._rows_query().where(sc.name == name)).first()
+        return None if r is None else ScheduleRow(r[0], r[1], r[2], r[3], bool(r[4]), *r[5:])
+
+    def watermark(self, name: str) -> int | None:
+        with self.db.read() as conn:
+            value = conn.execute(select(sc.last_tick_epoch_ms).where(sc.name == name)).scalar()
+        return int(value) if value is not None else None
+
+    def tick_states(self, names: Iterable[str]) -> dict[str, TickState]:
+        """Pause flag and previous run status of each named schedule, in one query."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        query = (
+            select(sc.name, sc.paused, sc.last_tick_epoch_ms, sc.last_workflow_id, ws.status)
+            .select_from(
+                schedules.outerjoin(workflow_status, ws.workflow_uuid == sc.last_workflow_id)
+            )
+            .where(sc.name.in_(wanted))
+        )
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        return {r[0]: TickState(bool(r[1]), r[2], r[3], r[4]) for r in rows}
+
+    def held_count(self, name: str) -> int:
+        with self.db.read() as conn:
+            value = conn.execute(
+                select(func.count())
+                .select_from(workflow_status)
+                .where(ws.queue_name == hold_queue_name(name), ws.status == "ENQUEUED")
+            ).scalar()
+        return int(value or 0)
+
+    # -- writing ticks ----------------------------------------------------------------------------
+
+    def record_fired(self, fired: Sequence[FiredTick]) -> None:
+        """Advance each schedule's watermark (never backwards) and its last workflow, at once."""
+        if not fired:
+            return
+        now = self.store.now_ms()
+        with self.db.write() as conn:
+            for tick in fired:
+                values: dict[str, Any] = {"last_tick_epoch_ms": tick.tick_ms, "updated_at": now}
+                if tick.workflow_id is not None:
+                    values["last_workflow_id"] = tick.workflow_id
+                conn.execute(
+                    update(schedules)
+                    .where(
+                        sc.name == tick.name,
+                        or_(sc.last_tick_epoch_ms.is_(None), sc.last_tick_epoch_ms < tick.tick_ms),
+                    )
+                    .values(**values)
+                )
+
+    def set_last_workflow(self, name: str, workflow_id: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                update(schedules)
+                .where(sc.name == name)
+                .values(last_workflow_id=workflow_id, updated_at=self.store.now_ms())
+            )
+
+    def release_held(
+        self, name: str, target_queue: str | None, executor_id: str, app_version: str
+    ) -> WorkflowRow | None:
+        """Start the oldest held tick if the schedule's previous run has finished.
+
+        One transaction, with the schedule row locked on PostgreSQL (SQLite serializes writers),
+        so two processes never release two ticks of one schedule at once. With ``target_queue``
+        the tick moves to that queue; otherwise it becomes PENDING on ``executor_id``.
+        """
+        now = self.store.now_ms()
+        with self.db.write() as conn:
+            query = select(sc.last_workflow_id).where(sc.name == name)
+            if not self.db.is_sqlite:
+                query = query.with_for_update()
+            last = conn.execute(query).first()
+            if last is None:
+                return None
+            if last[0] is not None:
+                status = conn.execute(
+                    select(ws.status, ws.queue_name).where(ws.workflow_uuid == last[0])
+                ).first()
+                if status is not None and _still_running(status[0], status[1], name):
+                    return None
+            oldest = conn.execute(
+                select(ws.workflow_uuid)
+                .where(ws.queue_name == hold_queue_name(name), ws.status == "ENQUEUED")
+                .order_by(ws.workflow_uuid)
+                .limit(1)
+            ).scalar()
+            if oldest is None:
+                return None
+            conn.execute(
+                update(workflow_status)
+                .where(ws.workflow_uuid == oldest)
+                .values(**release_values(target_queue, executor_id, app_version, now))
+            )
+            conn.execute(
+                update(schedules)
+                .where(sc.name == name)
+                .values(last_workflow_id=oldest, updated_at=now)
+            )
+            row = conn.execute(select(workflow_status).where(ws.workflow_uuid == oldest)).one()
+        return WorkflowRow.from_row(row)
+
+    def insert_enqueued(self, rows: Sequence[WorkflowRow]) -> list[str]:
+        """Insert ENQUEUED rows in one transaction; returns the IDs that were new."""
+        created: list[str] = []
+        with self.db.write() as conn:
+            for row in rows:
+                inserted = conn.execute(
+                    self.store._insert(workflow_status)
+                    .values(**row.values())
+                    .on_conflict_do_nothing(index_elements=["workflow_uuid"])
+                    .returning(ws.workflow_uuid)
+                ).first()
+                if inserted is not None:
+                    created.append(row.workflow_uuid)
+        return created
+
+
+def _still_running(status: str, queue_name: str | None, name: str) -> bool:
+    return status in ACTIVE_STATUSES and queue_name != hold_queue_name(name)
+
+
+def release_values(
+    target_queue: str | None, executor_id: str, app_version: str, now: int
+) -> dict[str, Any]:
+    if target_queue is not None:
+        return {"queue_name": target_queue, "updated_at": now}
+    return {
+        "status": "PENDING",
+        "queue_name": None,
+        "executor_id": executor_id,
+        "application_version": app_version,
+        "recovery_attempts": 1,
+        "started_at_epoch_ms": now,
+        "updated_at": now,
+    }

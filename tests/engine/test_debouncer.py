@@ -1,0 +1,187 @@
+"""Debouncer on both backends: last input wins, the cap, keys, queues, crashes, processes."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import engine.dbos
+from engine import DBOS, DBOSClient, Debouncer, DebouncerClient, Queue
+from engine.debouncer import debounce_by_name
+from engine.error import DBOSInvalidArgumentError
+from engine.runtime.executor import Runtime
+from engine.runtime.scheduler import get_scheduler
+from engine.storage.debounce import DebounceStore
+from tests.engine.scheduling_worker import logged_debounce
+from tests.engine.test_scheduler import FakeClock
+
+T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[2]
+CALLS: list[str] = []
+debounce_queue = Queue("debounce-test-queue")
+
+
+@DBOS.workflow()
+def debounced(value: str) -> str:
+    CALLS.append(value)
+    return value.upper()
+
+
+@pytest.fixture()
+def clock(launch: Callable[..., None], monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock(T0)
+    monkeypatch.setattr(engine.dbos, "Runtime", functools.partial(Runtime, clock=fake))
+    CALLS.clear()
+    launch()
+    return fake
+
+
+def advance(clock: FakeClock, seconds: float) -> None:
+    clock.move_to(datetime.fromtimestamp(clock.now, tz=UTC) + timedelta(seconds=seconds))
+
+
+def open_windows() -> int:
+    return len(DebounceStore(get_scheduler().runtime.store).open_windows())
+
+
+def test_rapid_calls_run_once_with_the_last_input(clock: FakeClock) -> None:
+    debouncer = Debouncer.create(debounced)
+    handles = []
+    for value in ("a", "b", "c", "d"):
+        handles.append(debouncer.debounce("user-1", 10, value))
+        advance(clock, 5)  # each call comes within the quiet period of the one before
+    assert CALLS == [] and open_windows() == 1
+    advance(clock, 6)
+    assert [h.get_result() for h in handles] == ["D"] * 4
+    assert len({h.workflow_id for h in handles}) == 1
+    assert CALLS == ["d"]
+    assert open_windows() == 0
+    nxt = debouncer.debounce("user-1", 10, "e")  # after the run started: a new window
+    assert nxt.workflow_id != handles[0].workflow_id
+    advance(clock, 11)
+    assert nxt.get_result() == "E"
+
+
+def test_timeout_caps_the_window(clock: FakeClock) -> None:
+    debouncer = Debouncer.create(debounced, debounce_timeout_sec=12)
+    handle = debouncer.debounce("k", 5, "first")
+    for value in ("x", "y", "z"):
+        advance(clock, 3.5)
+        debouncer.debounce("k", 5, value)
+    # 10.5 s after the first call; without the cap the deadline would be 15.5 s.
+    assert CALLS == []
+    assert handle.get_status().status == "ENQUEUED"
+    advance(clock, 2)  # 12.5 s: past the cap although the last call was 2 s ago
+    assert handle.get_result() == "Z"
+
+
+def test_keys_are_independent(clock: FakeClock) -> None:
+    debouncer = Debouncer.create(debounced)
+    a = debouncer.debounce("a", 2, "a1")
+    b = debouncer.debounce("b", 8, "b1")
+    advance(clock, 3)
+    assert a.get_result() == "A1"
+    assert b.get_status().status == "ENQUEUED"
+    advance(clock, 6)
+    assert b.get_result() == "B1"
+
+
+def test_queue_routing_and_by_name(clock: FakeClock) -> None:
+    debouncer = Debouncer.create(debounced, queue=debounce_queue)
+    handle = debouncer.debounce("q", 1, "queued")
+    same = debounce_by_name("debounced", "q", 1, args=("by-name",), queue_name="ignored")
+    assert same == handle.workflow_id  # joins the open window; its queue stays
+    advance(clock, 2)
+    assert handle.get_result() == "BY-NAME"
+    assert handle.get_status().queue_name == "debounce-test-queue"
+
+
+def test_async_variants(clock: FakeClock) -> None:
+    async def scenario() -> str:
+        debouncer = Debouncer.create_async(debounced)  # type: ignore[arg-type]
+        handle = await debouncer.debounce_async("async", 1, "v")
+        advance(clock, 2)
+        result: str = await handle.get_result()
+        return result
+
+    assert asyncio.run(scenario()) == "V"
+
+
+def test_client_debounce_runs_in_the_launched_process(clock: FakeClock, db_url: str) -> None:
+    client = DBOSClient(db_url)
+    client.clock = clock
+    try:
+        handle = DebouncerClient(client).debounce("debounced", "c", 1, args=("from-client",))
+        advance(clock, 2)  # the runtime finds the window by polling
+        assert DBOS.retrieve_workflow(handle.workflow_id).get_result() == "FROM-CLIENT"
+    finally:
+        client.destroy()
+
+
+@pytest.mark.parametrize(
+    ("period", "key", "match"),
+    [(0, "k", "debounce_period_sec"), (-1, "k", "> 0"), (1, "", "debounce_key")],
+)
+def test_bad_input(clock: FakeClock, period: float, key: str, match: str) -> None:
+    with pytest.raises(DBOSInvalidArgumentError, match=match):
+        Debouncer.create(debounced).debounce(key, period, "x")
+
+
+def test_bad_creation() -> None:
+    with pytest.raises(DBOSInvalidArgumentError, match="debounce_timeout_sec"):
+        Debouncer.create(debounced, debounce_timeout_sec=0)
+    with pytest.raises(DBOSInvalidArgumentError, match=r"@DBOS\.workflow"):
+        Debouncer.create(len)
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+
+def _worker(db_url: str, log: Path, period: float, value: str, then: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "tests.engine.scheduling_worker", "debounce", db_url]
+    argv += [str(log), str(period), value, then]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_window_survives_a_crash(launch: Callable[..., None], db_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    log.touch()
+    os.environ["KEEPTIME_TEST_LOG"] = str(log)
+    child = _worker(db_url, log, 1.0, "before-crash", "sleep")
+    assert child.stdout is not None
+    workflow_id = child.stdout.readline().strip()
+    os.kill(child.pid, signal.SIGKILL)  # mid-window: the run has not started
+    child.wait()
+    assert log.read_text() == ""
+    assert logged_debounce is not None  # registered here, so this process can run it
+    launch()
+    assert DBOS.retrieve_workflow(workflow_id).get_result() == "before-crash"
+    assert log.read_text().split()[:2] == ["debounce", "before-crash"]
+    assert len(log.read_text().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_two_processes_coalesce(db_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    log.touch()
+    first = _worker(db_url, log, 2.0, "one", "wait")
+    assert first.stdout is not None
+    first_id = first.stdout.readline().strip()
+    second = _worker(db_url, log, 2.0, "two", "wait")
+    out, _ = second.communicate(timeout=60)
+    rest, _ = first.communicate(timeout=60)
+    second_id, second_result = out.split()
+    assert second_id == first_id
+    assert second_result == rest.strip() == "two"
+    assert len(log.read_text().splitlines()) == 1

@@ -1,0 +1,333 @@
+"""Workflows, steps, transactions, child workflows, async, classes: on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, MetaData, String, Table, select, text
+
+from engine import (
+    DBOS,
+    DBOSConfiguredInstance,
+    SetWorkflowID,
+    WorkflowHandleAsync,
+    WorkflowStatus,
+)
+from engine.error import DBOSMaxStepRetriesExceeded, DBOSWorkflowConflictIDError
+
+pytestmark = pytest.mark.usefixtures("dbos")
+
+step_runs: Counter[str] = Counter()
+
+
+class CustomError(Exception):
+    pass
+
+
+@DBOS.step()
+def double(x: int) -> int:
+    step_runs["double"] += 1
+    return x * 2
+
+
+@DBOS.step()
+def fail_step(message: str) -> None:
+    raise CustomError(message)
+
+
+@DBOS.workflow()
+def two_steps(x: int) -> int:
+    return double(double(x))
+
+
+@DBOS.workflow()
+def failing_workflow(message: str) -> None:
+    fail_step(message)
+
+
+@DBOS.workflow()
+def current_id_workflow() -> str | None:
+    return DBOS.workflow_id
+
+
+def test_workflow_runs_steps_and_records_them() -> None:
+    with SetWorkflowID("wf-two-steps"):
+        assert two_steps(3) == 12
+    steps = DBOS.list_workflow_steps("wf-two-steps")
+    assert [(s["function_id"], s["function_name"], s["output"]) for s in steps] == [
+        (1, "double", 6),
+        (2, "double", 12),
+    ]
+    status = DBOS.retrieve_workflow("wf-two-steps").get_status()
+    assert status.status == "SUCCESS"
+    assert status.output == 12
+    assert status.input == {"args": (3,), "kwargs": {}}
+    assert status.name == "two_steps"
+
+
+def test_workflow_id_is_an_idempotency_key() -> None:
+    before = step_runs["double"]
+    with SetWorkflowID("idem-1"):
+        assert two_steps(1) == 4
+    with SetWorkflowID("idem-1"):
+        assert two_steps(100) == 4  # same ID: the first run's result, nothing re-executed
+    assert step_runs["double"] - before == 2
+
+
+def test_concurrent_starts_with_one_id_run_once() -> None:
+    before = step_runs["double"]
+    results: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def start() -> None:
+        barrier.wait()
+        with SetWorkflowID("idem-concurrent"):
+            results.append(DBOS.start_workflow(two_steps, 5).get_result())
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [20] * 8
+    assert step_runs["double"] - before == 2
+
+
+def test_same_id_for_another_workflow_is_a_conflict() -> None:
+    with SetWorkflowID("conflict-id"):
+        two_steps(1)
+    with (
+        SetWorkflowID("conflict-id"),
+        pytest.raises(DBOSWorkflowConflictIDError, match="two_steps"),
+    ):
+        failing_workflow("x")
+
+
+def test_errors_keep_their_type_and_are_recorded() -> None:
+    with SetWorkflowID("wf-fails"), pytest.raises(CustomError, match="boom"):
+        failing_workflow("boom")
+    handle = DBOS.retrieve_workflow("wf-fails")
+    with pytest.raises(CustomError, match="boom"):
+        handle.get_result()
+    status = handle.get_status()
+    assert status.status == "ERROR"
+    assert isinstance(status.error, CustomError)
+    step = DBOS.list_workflow_steps("wf-fails")[0]
+    assert isinstance(step["error"], CustomError)
+
+
+def test_workflow_id_context_variable() -> None:
+    with SetWorkflowID("my-id"):
+        assert current_id_workflow() == "my-id"
+    assert DBOS.workflow_id is None
+
+
+attempts: Counter[str] = Counter()
+
+
+@DBOS.step(retries_allowed=True, interval_seconds=0.01, max_attempts=3, backoff_rate=1.5)
+def flaky(key: str, failures: int) -> str:
+    attempts[key] += 1
+    if attempts[key] <= failures:
+        raise ConnectionError(f"try {attempts[key]}")
+    return f"ok after {attempts[key]}"
+
+
+@DBOS.workflow()
+def flaky_workflow(key: str, failures: int) -> str:
+    return flaky(key, failures)
+
+
+def test_step_retries_until_success() -> None:
+    assert flaky_workflow(f"retry-ok-{uuid.uuid4()}", 2) == "ok after 3"
+
+
+def test_step_retries_exhausted() -> None:
+    key = f"retry-fail-{uuid.uuid4()}"
+    with pytest.raises(DBOSMaxStepRetriesExceeded, match="flaky") as info:
+        flaky_workflow(key, 5)
+    assert attempts[key] == 3
+    assert [str(e) for e in info.value.errors] == ["try 1", "try 2", "try 3"]
+
+
+@DBOS.workflow()
+def child(x: int) -> int:
+    return double(x)
+
+
+@DBOS.workflow()
+def parent_workflow(x: int) -> list[int]:
+    direct = child(x)
+    handle = DBOS.start_workflow(child, x + 1)
+    return [direct, handle.get_result()]
+
+
+def test_child_workflows_are_recorded_in_parent_steps() -> None:
+    with SetWorkflowID("parent-1"):
+        assert parent_workflow(1) == [2, 4]
+    steps = DBOS.list_workflow_steps("parent-1")
+    children = [s["child_workflow_id"] for s in steps]
+    assert children == ["parent-1-1", "parent-1-2"]
+    for child_id in children:
+        assert child_id is not None
+        status = DBOS.retrieve_workflow(child_id).get_status()
+        assert status.status == "SUCCESS"
+        assert status.parent_workflow_id == "parent-1"
+
+
+def test_start_workflow_returns_a_handle() -> None:
+    handle = DBOS.start_workflow(two_steps, 2)
+    assert handle.get_result() == 8
+    assert handle.get_workflow_id() == handle.workflow_id
+    assert handle.get_status().status == "SUCCESS"
+
+
+def test_workflow_status_has_every_spec_field() -> None:
+    handle = DBOS.start_workflow(two_steps, 2)
+    handle.get_result()
+    status = handle.get_status()
+    assert isinstance(status, WorkflowStatus)
+    for name in [
+        "workflow_id",
+        "status",
+        "name",
+        "recovery_attempts",
+        "class_name",
+        "config_name",
+        "authenticated_user",
+        "assumed_role",
+        "authenticated_roles",
+        "input",
+        "output",
+        "error",
+        "created_at",
+        "updated_at",
+        "queue_name",
+        "executor_id",
+        "app_version",
+    ]:
+        assert hasattr(status, name), name
+    assert status.executor_id == "local"
+    assert status.app_version == DBOS.application_version
+    assert status.created_at is not None and status.updated_at is not None
+    assert status.recovery_attempts == 1
+
+
+@DBOS.step()
+async def async_double(x: int) -> int:
+    await asyncio.sleep(0)
+    return x * 2
+
+
+@DBOS.workflow()
+async def async_workflow(x: int) -> int:
+    await DBOS.sleep_async(0.01)
+    return await async_double(x) + 1
+
+
+def test_async_workflow_direct_and_started() -> None:
+    async def main() -> tuple[int, int, str]:
+        direct = await async_workflow(2)
+        handle = await DBOS.start_workflow_async(async_workflow, 5)
+        assert isinstance(handle, WorkflowHandleAsync)
+        result = await handle.get_result()
+        status = await handle.get_status()
+        return direct, result, status.status
+
+    assert asyncio.run(main()) == (5, 11, "SUCCESS")
+
+
+class Counter_(DBOSConfiguredInstance):
+    def __init__(self, name: str, base: int) -> None:
+        self.base = base
+        super().__init__(config_name=name)
+
+    @DBOS.workflow()
+    def add(self, x: int) -> int:
+        return self.add_step(x)
+
+    @DBOS.step()
+    def add_step(self, x: int) -> int:
+        return self.base + x
+
+
+DBOS.dbos_class()(Counter_)
+counter_a = Counter_("counter-a", 100)
+
+
+def test_configured_instance_workflows_record_config_name() -> None:
+    with SetWorkflowID("instance-wf"):
+        assert counter_a.add(5) == 105
+    status = DBOS.retrieve_workflow("instance-wf").get_status()
+    assert status.class_name == "Counter_"
+    assert status.config_name == "counter-a"
+    assert status.input == {"args": (5,), "kwargs": {}}
+
+
+greetings = Table("greetings", MetaData(), Column("name", String(50)), Column("note", String(200)))
+tx_runs: Counter[str] = Counter()
+
+
+@DBOS.transaction()
+def insert_greeting(name: str, note: str) -> int:
+    tx_runs[name] += 1
+    DBOS.sql_session.execute(greetings.insert().values(name=name, note=note))
+    return int(DBOS.sql_session.execute(text("SELECT COUNT(*) FROM greetings")).scalar_one())
+
+
+@DBOS.transaction()
+def read_greeting(name: str) -> str | None:
+    row = DBOS.sql_session.execute(select(greetings.c.note).where(greetings.c.name == name)).first()
+    return row[0] if row else None
+
+
+@DBOS.workflow()
+def greeting_workflow(name: str) -> tuple[int, str | None]:
+    return insert_greeting(name, "hi"), read_greeting(name)
+
+
+def test_transactions_run_exactly_once_and_are_checkpointed(launch: Any) -> None:
+    from engine.dbos import _runtime
+    from engine.runtime.transactions import app_database
+
+    with app_database(_runtime()).write() as conn:
+        greetings.create(conn, checkfirst=True)
+    name = f"ann-{uuid.uuid4().hex[:8]}"
+    with SetWorkflowID("tx-wf"):
+        assert greeting_workflow(name) == (1, "hi")
+    with SetWorkflowID("tx-wf"):
+        assert greeting_workflow(name) == (1, "hi")
+    assert tx_runs[name] == 1
+    assert [s["function_name"] for s in DBOS.list_workflow_steps("tx-wf")] == [
+        "insert_greeting",
+        "read_greeting",
+    ]
+
+
+def test_sql_session_outside_a_transaction_is_an_error() -> None:
+    from engine.error import DBOSNotInWorkflowError
+
+    with pytest.raises(DBOSNotInWorkflowError, match="transaction"):
+        DBOS.sql_session.execute(text("SELECT 1"))
+
+
+def test_workflows_registered_after_launch_run() -> None:
+    @DBOS.workflow()
+    def late(x: int) -> int:
+        return double(x) + 1
+
+    assert late(4) == 9
+
+
+def test_steps_outside_workflows_run_plainly() -> None:
+    assert double(21) == 42
+
+
+def test_logger_is_available() -> None:
+    DBOS.logger.info("hello from the test")
+    assert DBOS.logger.name == "keeptime.engine"
