@@ -54,6 +54,7 @@ def schedule_definition(schedule: ScheduleConfig, workflow_name: str) -> Schedul
         catchup_window_seconds=window.total_seconds() if window is not None else None,
         overlap=OverlapPolicy(schedule.overlap),
         jitter_seconds=schedule.jitter.total_seconds(),
+        timeout_seconds=schedule.timeout.total_seconds() if schedule.timeout else None,
         paused=schedule.paused,
         **optional,
     )

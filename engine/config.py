@@ -134,9 +134,16 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         max_executor_threads=threads,
         executor_timeout_sec=float(executor_timeout),
         ignored=tuple(k for k in IGNORED_KEYS if config.get(k) not in (None, False)),
-        run_admin_server=bool(config.get("run_admin_server")),
+        run_admin_server=_flag(config, "run_admin_server"),
         admin_port=_admin_port(config.get("admin_port")),
     )
+
+
+def _flag(config: DBOSConfig | dict[str, Any], key: str) -> bool:
+    value = config.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise DBOSConfigError(f"{key} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def _admin_port(value: Any) -> int:

@@ -148,6 +148,12 @@ class DBOS(metaclass=_DBOSMeta):
         if inst is not None and inst._runtime is not None:
             inst._runtime.shutdown()
             inst._runtime = None
+        if destroy_registry:
+            # Decorated functions stay registered (they are imported once); schedules go, so
+            # a scheduled workflow of one test does not fire in the next.
+            from engine.runtime.scheduler import clear_scheduled
+
+            clear_scheduled()
 
     @classmethod
     def add_outcome_listener(

@@ -178,8 +178,12 @@ class Runtime:
         recorded: dict[int, Any],
         user: str | None = None,
     ) -> None:
-        """Run a workflow whose row is PENDING on a pool thread."""
-        ctx = self._begin(workflow_id, fn, deadline_ms, recorded, user)
+        """Run a workflow whose row is PENDING on a pool thread (once: if it already runs in
+        this process, say after a recovery and a queue claim raced, nothing new starts)."""
+        ctx = self._context(workflow_id, fn, deadline_ms, recorded, user)
+        if not self._track(ctx, only_if_idle=True):
+            logger.debug("workflow %s already runs in this process", workflow_id)
+            return
 
         def run() -> None:
             with outside_workflow():
@@ -239,12 +243,30 @@ class Runtime:
         recorded: dict[int, Any],
         user: str | None,
     ) -> WorkflowContext:
+        ctx = self._context(workflow_id, fn, deadline_ms, recorded, user)
+        self._track(ctx)
+        return ctx
+
+    def _context(
+        self,
+        workflow_id: str,
+        fn: RegisteredFunction,
+        deadline_ms: int | None,
+        recorded: dict[int, Any],
+        user: str | None,
+    ) -> WorkflowContext:
         ctx = WorkflowContext(workflow_id, fn.name, deadline_ms, recorded, threading.Event(), user)
         ctx.runtime = self
-        with self._lock:
-            self._active[workflow_id] = ctx
-            self._done.setdefault(workflow_id, threading.Event())
         return ctx
+
+    def _track(self, ctx: WorkflowContext, only_if_idle: bool = False) -> bool:
+        """Mark the workflow as running here; with only_if_idle, refuse if it already is."""
+        with self._lock:
+            if only_if_idle and ctx.workflow_id in self._active:
+                return False
+            self._active[ctx.workflow_id] = ctx
+            self._done.setdefault(ctx.workflow_id, threading.Event())
+        return True
 
     def _finish(self, ctx: WorkflowContext, value: Any, error: BaseException | None) -> Any:
         """Record the outcome (one write) and hand it to the direct caller."""

@@ -121,6 +121,7 @@ class QueueWorker:
         # Hand it back so another process (with the function or instance) can run it.
         self.unrunnable.add(row.workflow_uuid)
         self.store.release(row.workflow_uuid, self.runtime.executor_id)
+        self.event.set()  # its slot is free again: look for other work now
         return False
 
     def _seconds_to_next_poll(self) -> float:

@@ -284,7 +284,8 @@ def _window_frees_at(limits: ClaimLimits, usage: Usage) -> int | None:
         return None
     if usage.recent_starts < limits.limit:
         return None
-    return usage.oldest_recent_start + limits.period_ms
+    # The window is inclusive of its start, so the slot is free one millisecond after.
+    return usage.oldest_recent_start + limits.period_ms + 1
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:

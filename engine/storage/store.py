@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Row, Table, and_, func, or_, select, update
+from sqlalchemy import Connection, Insert, Row, Table, and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -285,7 +285,7 @@ class SystemStore:
                         workflow_status.c.status == "PENDING",
                         workflow_status.c.recovery_attempts > max_attempts + 1,
                     )
-                    .values(status="MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+                    .values(status="MAX_RECOVERY_ATTEMPTS_EXCEEDED", deduplication_id=None)
                 )
             row = conn.execute(
                 select(workflow_status).where(workflow_status.c.workflow_uuid == workflow_id)
@@ -425,7 +425,14 @@ class SystemStore:
                     recovery_attempts=0,
                     queue_name=None,
                     deduplication_id=None,
-                    deadline_epoch_ms=None,
+                    # A resumed workflow gets its full timeout again, from now.
+                    deadline_epoch_ms=case(
+                        (
+                            workflow_status.c.timeout_ms.is_not(None),
+                            self.now_ms() + workflow_status.c.timeout_ms,
+                        ),
+                        else_=None,
+                    ),
                     started_at_epoch_ms=self.now_ms(),
                     updated_at=self.now_ms(),
                 )

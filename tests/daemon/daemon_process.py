@@ -129,11 +129,13 @@ class DaemonProcess:
             self.close()
 
     def close(self) -> None:
+        """Kill the process if still running and release its resources (safe to call twice)."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
-        self._log.close()
-        self.notify.close()
+        if not self._log.closed:
+            self._log.close()
+            self.notify.close()
 
     def output(self) -> str:
         return self.log_file.read_text(errors="replace")[-5000:]

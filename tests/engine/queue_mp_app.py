@@ -4,7 +4,7 @@ The test process imports this module too, so it can enqueue ``qmp_task`` on ``qm
 run records itself in ``qmp_runs`` and moves a gauge in ``qmp_gauge``; both tables live in the
 system database, so the test sees every process's work in one place.
 
-Usage: python -m tests.engine.queue_mp_app DB_URL EXECUTOR_ID ITEMS
+Usage: python -m tests.engine.queue_mp_app DB_URL EXECUTOR_ID ITEMS PROCESSES
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ from engine import DBOS, Queue
 
 APP_VERSION = "qmp-v1"
 CONCURRENCY = 3
-qmp_queue = Queue("qmp_queue", concurrency=CONCURRENCY, polling_interval_sec=0.05)
+# Each worker may hold at most 2 of the 3 global slots, so reaching the peak of 3 takes two
+# processes at once, and no single worker can drain the queue alone.
+qmp_queue = Queue(
+    "qmp_queue", concurrency=CONCURRENCY, worker_concurrency=2, polling_interval_sec=0.2
+)
 
 _engine: Engine | None = None
 
@@ -46,6 +50,7 @@ def create_side_tables(engine: Engine) -> None:
             text("CREATE TABLE qmp_gauge (running INTEGER NOT NULL, peak INTEGER NOT NULL)")
         )
         conn.execute(text("INSERT INTO qmp_gauge VALUES (0, 0)"))
+        conn.execute(text("CREATE TABLE qmp_ready (executor TEXT NOT NULL)"))
 
 
 def _side() -> Engine:
@@ -94,9 +99,22 @@ def _finished(items: int) -> bool:
     return int(done) >= items
 
 
-def main(db_url: str, executor_id: str, items: int) -> None:
+def _wait_for_everyone(executor_id: str, processes: int) -> None:
+    """Launch together, so every worker gets a share of the queue."""
+    with _side().begin() as conn:
+        conn.execute(text("INSERT INTO qmp_ready VALUES (:e)"), {"e": executor_id})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with _side().connect() as conn:
+            if conn.execute(text("SELECT count(*) FROM qmp_ready")).scalar_one() >= processes:
+                return
+        time.sleep(0.01)
+
+
+def main(db_url: str, executor_id: str, items: int, processes: int) -> None:
     global _engine
     _engine = gauge_engine(db_url)
+    _wait_for_everyone(executor_id, processes)
     DBOS(
         config={
             "name": "qmp-app",
@@ -115,4 +133,4 @@ def main(db_url: str, executor_id: str, items: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))

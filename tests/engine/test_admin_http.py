@@ -341,6 +341,13 @@ def test_admin_port_is_validated(port: Any, db_url: str) -> None:
     DBOS.destroy()
 
 
+def test_run_admin_server_must_be_a_boolean(db_url: str) -> None:
+    DBOS.destroy()
+    with pytest.raises(DBOSConfigError, match="run_admin_server must be true or false"):
+        DBOS(config={"name": "x", "system_database_url": db_url, "run_admin_server": "yes"})
+    DBOS.destroy()
+
+
 def test_problem_bodies_are_json(api: Client) -> None:
     reply: Reply = api.get("/api/v1/workflows/nope")
     assert json.loads(reply.data)["instance"] == "/api/v1/workflows/nope"

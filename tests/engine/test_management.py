@@ -236,3 +236,15 @@ def test_client_manages_workflows_from_outside(db_url: str) -> None:
             client.retrieve_workflow("missing-id")
     finally:
         client.destroy()
+
+
+def test_resumed_workflow_keeps_its_timeout() -> None:
+    with SetWorkflowTimeout(0.3), SetWorkflowID("resume-timeout"):
+        handle = DBOS.start_workflow(sleepy_child)
+    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+        handle.get_result()
+    resumed = DBOS.resume_workflow("resume-timeout")
+    assert resumed.get_status().workflow_deadline_epoch_ms is not None
+    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+        resumed.get_result()  # it times out again instead of sleeping its 30 s
+    assert runs["never:1"] == 0

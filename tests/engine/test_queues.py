@@ -21,7 +21,14 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from engine import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
+from engine import (
+    DBOS,
+    DBOSConfiguredInstance,
+    Queue,
+    SetEnqueueOptions,
+    SetWorkflowID,
+    SetWorkflowTimeout,
+)
 from engine.dbos import _runtime
 from engine.error import (
     DBOSAwaitedWorkflowCancelledError,
@@ -108,6 +115,13 @@ def q_triple(x: int) -> int:
 def q_sleepy(seconds: float) -> str:
     DBOS.sleep(seconds)
     return "woke"
+
+
+@DBOS.dbos_class()
+class QInstanceOwner(DBOSConfiguredInstance):
+    @DBOS.workflow()
+    def q_method(self, x: int) -> int:
+        return x
 
 
 @DBOS.workflow()
@@ -439,11 +453,28 @@ def test_unrunnable_work_is_left_on_the_queue() -> None:
         queue_name="q_foreign",
     )
     runtime.store.insert_workflow(unknown)
+    # Registered function, but no instance with this config_name: claimed, then handed back.
+    no_instance = WorkflowRow(
+        workflow_uuid="q-foreign-no-instance",
+        status="ENQUEUED",
+        name="QInstanceOwner.q_method",
+        class_name="QInstanceOwner",
+        config_name="no-such-instance",
+        inputs=runtime.codec.encode_inputs("QInstanceOwner.q_method", (1,), {}),
+        application_version=runtime.app_version,
+        created_at=now - 5,
+        updated_at=now - 5,
+        queue_name="q_foreign",
+    )
+    runtime.store.insert_workflow(no_instance)
     with SetEnqueueOptions(app_version="some-other-version"):
         other_version = foreign_queue.enqueue(q_record, "foreign", "other-version")
     mine = foreign_queue.enqueue(q_record, "foreign", "mine")
     assert mine.get_result() == "mine"  # not blocked behind work it cannot run
     assert _row("q-foreign-unknown").status == "ENQUEUED"
+    handed_back = _row("q-foreign-no-instance")
+    assert (handed_back.status, handed_back.executor_id) == ("ENQUEUED", None)
+    assert handed_back.recovery_attempts == 0
     assert other_version.get_status().status == "ENQUEUED"
     assert CALLS["foreign"] == ["mine"]
 
@@ -478,7 +509,22 @@ def test_bad_queue_arguments(kwargs: dict[str, Any], message: str) -> None:
 @needs_dbos
 @pytest.mark.timeout(120)
 def test_two_processes_drain_one_queue(db_url: str) -> None:
-    items = 150
+    _drain_in_processes(db_url, items=150, processes=2)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(
+    not os.environ.get("KEEPTIME_SLOW_TESTS"), reason="set KEEPTIME_SLOW_TESTS=1 to run"
+)
+@pytest.mark.usefixtures("dbos")
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_three_processes_drain_2000(db_url: str) -> None:
+    _drain_in_processes(db_url, items=2000, processes=3)
+
+
+def _drain_in_processes(db_url: str, items: int, processes: int) -> None:
+    """Worker processes drain one queue: each item runs once, global concurrency holds."""
     side = queue_mp_app.gauge_engine(db_url)
     queue_mp_app.create_side_tables(side)
     # This process runs another application version, so only the workers claim these.
@@ -488,17 +534,25 @@ def test_two_processes_drain_one_queue(db_url: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(root)}
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.engine.queue_mp_app", db_url, f"w{n}", str(items)],
+            [
+                sys.executable,
+                "-m",
+                "tests.engine.queue_mp_app",
+                db_url,
+                f"w{n}",
+                str(items),
+                str(processes),
+            ],
             cwd=root,
             env=env,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for n in range(2)
+        for n in range(processes)
     ]
     try:
         for worker in workers:
-            _, err = worker.communicate(timeout=90)
+            _, err = worker.communicate(timeout=240)
             assert worker.returncode == 0, err
     finally:
         for worker in workers:
@@ -512,6 +566,6 @@ def test_two_processes_drain_one_queue(db_url: str) -> None:
     twice = [item for item, n in Counter(r[0] for r in runs).items() if n > 1]
     assert twice == [], f"items run more than once: {twice}"
     assert sorted(r[0] for r in runs) == list(range(items))  # each ran exactly once
-    assert {r[1] for r in runs} == {"w0", "w1"}  # both processes took part
+    assert {r[1] for r in runs} == {f"w{n}" for n in range(processes)}  # both processes took part
     assert running == 0
     assert peak == queue_mp_app.CONCURRENCY
