@@ -62,12 +62,12 @@ def _schedules(n: int, full_seconds: float, quick: Size | None) -> Scenario:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("steps", "steps", Size(2000, 6, 3), Size(300, 2, 1), timeout=60),
+    Scenario("steps", "steps", Size(2000, 6, 3), Size(300, 1.5, 1), timeout=60),
     Scenario("queues", "queues", Size(2000, 30, 2), Size(300, 10, 1), timeout=150),
     Scenario("messaging", "messaging", Size(200, 8, 3), Size(30, 1.5, 1), timeout=90),
     Scenario("debounce", "debounce", Size(1000, 0, 2), Size(100, 0, 1), timeout=150),
-    _schedules(10, 6, None),
-    _schedules(100, 6, Size(100, 2, 1)),
+    _schedules(10, 5, None),
+    _schedules(100, 5, Size(100, 2, 1)),
     _schedules(1000, 8, None),
     Scenario("recovery", "recovery", Size(500, 60, 2), Size(100, 30, 1), timeout=150),
     Scenario("launch", "launch", Size(1, 3, 3), Size(1, 1, 1), timeout=60),

@@ -90,7 +90,7 @@ def main() -> None:
 def idle_latencies(queue: Any, probe: Any, done: Counter, args: Any) -> list[float]:
     samples: list[float] = []
     budget = time.monotonic() + args.seconds
-    for i in range(max(3, args.size // 200)):
+    for i in range(max(3, min(6, args.size // 200))):
         if time.monotonic() > budget:
             break
         time.sleep(IDLE_GAP_SECONDS)

@@ -3,13 +3,14 @@ window: start lateness, missed and duplicate ticks, threads, RSS and CPU."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from datetime import datetime
 from typing import Any
 
 from benchmarks.scenarios.common import dbos_config, emit, load_api, parse_args
-from benchmarks.scenarios.ticks import TickLog
+from benchmarks.scenarios.ticks import WARMUP_SECONDS, TickLog
 
 EVERY_SECOND = "* * * * * *"
 
@@ -32,7 +33,7 @@ def main() -> None:
     for i in range(args.size):
         register(DBOS, log, i)
     DBOS.launch()
-    log.first = max(log.first, int(time.time()) + 2)
+    log.first = max(log.first, math.ceil(time.time() + WARMUP_SECONDS))
     cpu = log.watch()
     emit(log.result(cpu))
     # A clean shutdown of a thousand schedule threads can take long; the numbers are out.

@@ -3,12 +3,13 @@ SQLAlchemyJobStore on the same database, N jobs on CronTrigger(second="*"), defa
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any
 
 from benchmarks.scenarios.common import emit, parse_args
-from benchmarks.scenarios.ticks import TickLog
+from benchmarks.scenarios.ticks import WARMUP_SECONDS, TickLog
 
 
 def tick(i: int) -> float:
@@ -42,7 +43,7 @@ def main() -> None:
         )
         del job
     scheduler.start()
-    log.first = max(log.first, int(time.time()) + 2)
+    log.first = max(log.first, math.ceil(time.time() + WARMUP_SECONDS))
     cpu = log.watch()
     emit(log.result(cpu))
     os._exit(0)

@@ -10,7 +10,7 @@ from collections import Counter
 from benchmarks.scenarios.common import Result, cpu_seconds, ms, proc_status
 from benchmarks.scenarios.common import percentile as pct
 
-WARMUP_SECONDS = 2.0  # ticks before this are launch noise, not steady state
+WARMUP_SECONDS = 1.5  # ticks before this are launch noise, not steady state
 GRACE_SECONDS = 2.0  # a tick of the window that starts later than this counts as missed
 
 

@@ -331,3 +331,36 @@ def test_steps_outside_workflows_run_plainly() -> None:
 def test_logger_is_available() -> None:
     DBOS.logger.info("hello from the test")
     assert DBOS.logger.name == "keeptime.engine"
+
+
+def test_configured_instance_workflow_is_recovered_by_config_name() -> None:
+    from sqlalchemy import delete, update
+
+    from engine.dbos import _runtime
+    from engine.storage.schema import operation_outputs, workflow_status
+
+    with SetWorkflowID("instance-recover"):
+        assert counter_a.add(7) == 107
+    runtime = _runtime()
+    # Make it look like a crash right after the workflow started: PENDING, no steps recorded.
+    with runtime.db.write() as conn:
+        conn.execute(
+            update(workflow_status)
+            .where(workflow_status.c.workflow_uuid == "instance-recover")
+            .values(status="PENDING", output=None)
+        )
+        conn.execute(
+            delete(operation_outputs).where(operation_outputs.c.workflow_uuid == "instance-recover")
+        )
+    assert runtime.recover_pending() == ["instance-recover"]
+    assert DBOS.retrieve_workflow("instance-recover").get_result() == 107
+
+
+def test_reset_system_database(db_url: str) -> None:
+    with SetWorkflowID("before-reset"):
+        two_steps(1)
+    DBOS.destroy()
+    DBOS(config={"name": "test-app", "system_database_url": db_url})
+    DBOS.reset_system_database()
+    DBOS.launch()
+    assert DBOS.list_workflows() == []
