@@ -63,7 +63,7 @@ def _schedules(n: int, full_seconds: float, quick: Size | None) -> Scenario:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("steps", "steps", Size(2000, 6, 3), Size(300, 1.5, 1), timeout=60),
-    Scenario("queues", "queues", Size(2000, 30, 2), Size(300, 10, 1), timeout=150),
+    Scenario("queues", "queues", Size(2000, 30, 2), Size(200, 10, 1), timeout=150),
     Scenario("messaging", "messaging", Size(200, 8, 3), Size(30, 1.5, 1), timeout=90),
     Scenario("debounce", "debounce", Size(1000, 0, 2), Size(100, 0, 1), timeout=150),
     _schedules(10, 5, None),

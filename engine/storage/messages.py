@@ -80,22 +80,20 @@ class MessageStore:
             with self.db.write() as conn:
                 value = action(conn)
                 now = self.store.now_ms()
-                inserted = conn.execute(
-                    self.store._insert(operation_outputs)
-                    .values(
-                        workflow_uuid=workflow_id,
-                        function_id=function_id,
-                        function_name=name,
-                        output=encode(value),
-                        error=None,
-                        child_workflow_id=None,
-                        started_at_epoch_ms=now,
-                        completed_at_epoch_ms=now,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(operation_outputs.c.function_id)
-                ).first()
-                if inserted is None:
+                step = {
+                    "workflow_uuid": workflow_id,
+                    "function_id": function_id,
+                    "function_name": name,
+                    "output": encode(value),
+                    "error": None,
+                    "child_workflow_id": None,
+                    "started_at_epoch_ms": now,
+                    "completed_at_epoch_ms": now,
+                }
+                key = ("workflow_uuid", "function_id")
+                if not self.store.insert_ignoring_conflict(
+                    conn, operation_outputs, step, key, "function_id"
+                ):
                     raise _StepTaken
                 return value, None
         except _StepTaken:
@@ -129,15 +127,15 @@ class MessageStore:
                 notifications.c.destination_uuid == destination_id
             )
         ).scalar_one()
-        stmt = self.store._insert(notifications).values(
-            message_id=message_id or str(uuid.uuid4()),
-            destination_uuid=destination_id,
-            topic=topic or NO_TOPIC,
-            message=message,
-            created_at_epoch_ms=self.store.now_ms(),
-            seq=int(seq) + 1,
-        )
-        conn.execute(stmt.on_conflict_do_nothing())
+        row = {
+            "message_id": message_id or str(uuid.uuid4()),
+            "destination_uuid": destination_id,
+            "topic": topic or NO_TOPIC,
+            "message": message,
+            "created_at_epoch_ms": self.store.now_ms(),
+            "seq": int(seq) + 1,
+        }
+        self.store.insert_ignoring_conflict(conn, notifications, row, ("message_id",), "message_id")
         self._announce(conn, self.message_key(destination_id, topic))
 
     def send_now(

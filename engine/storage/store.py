@@ -6,11 +6,24 @@ path costs one durable commit per step plus two per workflow (start and finish).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Row, Table, and_, case, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Row,
+    Table,
+    TextClause,
+    and_,
+    case,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -104,6 +117,7 @@ class SystemStore:
     def __init__(self, db: Database, now_ms: Callable[[], int]) -> None:
         self.db = db
         self.now_ms = now_ms
+        self._statements: dict[tuple[Any, ...], TextClause] = {}
 
     # -- workflow lifecycle -----------------------------------------------------------------------
 
@@ -117,12 +131,9 @@ class SystemStore:
         """
         with self.db.write() as conn:
             try:
-                inserted = conn.execute(
-                    self._insert(workflow_status)
-                    .values(**row.values())
-                    .on_conflict_do_nothing(index_elements=["workflow_uuid"])
-                    .returning(workflow_status.c.workflow_uuid)
-                ).first()
+                inserted = self.insert_ignoring_conflict(
+                    conn, workflow_status, row.values(), ("workflow_uuid",), "workflow_uuid"
+                )
             except IntegrityError as exc:
                 if row.deduplication_id is None:
                     raise
@@ -136,7 +147,7 @@ class SystemStore:
                 ) from exc
             if parent_step is not None and parent_id is not None:
                 self._insert_step(conn, parent_id, parent_step)
-            if inserted is not None:
+            if inserted:
                 return True, row
             existing = conn.execute(
                 select(workflow_status).where(workflow_status.c.workflow_uuid == row.workflow_uuid)
@@ -167,22 +178,18 @@ class SystemStore:
         self, conn: Connection, workflow_id: str, step: StepRecord, started_ms: int | None = None
     ) -> bool:
         now = self.now_ms()
-        result = conn.execute(
-            self._insert(operation_outputs)
-            .values(
-                workflow_uuid=workflow_id,
-                function_id=step.function_id,
-                function_name=step.function_name,
-                output=step.output,
-                error=step.error,
-                child_workflow_id=step.child_workflow_id,
-                started_at_epoch_ms=started_ms if started_ms is not None else now,
-                completed_at_epoch_ms=now,
-            )
-            .on_conflict_do_nothing()
-            .returning(operation_outputs.c.function_id)
-        ).first()
-        return result is not None
+        values = {
+            "workflow_uuid": workflow_id,
+            "function_id": step.function_id,
+            "function_name": step.function_name,
+            "output": step.output,
+            "error": step.error,
+            "child_workflow_id": step.child_workflow_id,
+            "started_at_epoch_ms": started_ms if started_ms is not None else now,
+            "completed_at_epoch_ms": now,
+        }
+        key = ("workflow_uuid", "function_id")
+        return self.insert_ignoring_conflict(conn, operation_outputs, values, key, "function_id")
 
     def load_steps(self, workflow_id: str) -> dict[int, StepRecord]:
         with self.db.read() as conn:
@@ -384,6 +391,43 @@ class SystemStore:
             )
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def insert_ignoring_conflict(
+        self,
+        conn: Connection,
+        table: Table,
+        values: Mapping[str, Any],
+        conflict_columns: tuple[str, ...],
+        returning: str,
+    ) -> bool:
+        """INSERT ... ON CONFLICT (cols) DO NOTHING; True when the row was inserted.
+
+        SQLAlchemy cannot cache the compiled form of its dialect ``on_conflict`` constructs, and
+        compiling costs more than the commit itself on the hot path; the same SQL text works on
+        SQLite and PostgreSQL and is built once per shape.
+        """
+        shape = (table.name, tuple(values), conflict_columns, returning)
+        stmt = self._statements.get(shape)
+        if stmt is None:
+            stmt = self._build_insert_ignoring(table, tuple(values), conflict_columns, returning)
+            self._statements[shape] = stmt
+        return conn.execute(stmt, dict(values)).first() is not None
+
+    def _build_insert_ignoring(
+        self, table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str
+    ) -> TextClause:
+        unknown = [c for c in (*columns, *conflict, returning) if c not in table.c]
+        if unknown:
+            raise ValueError(f"table {table.name} has no column(s) {unknown}")
+        schema = self.db.schema
+        name = f'"{table.name}"' if schema is None else f'"{schema}"."{table.name}"'
+        cols = ", ".join(f'"{c}"' for c in columns)
+        params = ", ".join(f":{c}" for c in columns)
+        target = ", ".join(f'"{c}"' for c in conflict)
+        return text(
+            f"INSERT INTO {name} ({cols}) VALUES ({params}) "
+            f'ON CONFLICT ({target}) DO NOTHING RETURNING "{returning}"'
+        )
 
     def _insert(self, table: Table) -> Any:
         stmt: Insert = sqlite.insert(table) if self.db.is_sqlite else postgresql.insert(table)
