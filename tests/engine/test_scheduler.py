@@ -224,6 +224,32 @@ def test_fixed_time_tick_in_the_dst_gap_runs_once_after_it(
     assert set(found) == {tick_id("dst", gap_end)}
 
 
+def test_fall_back_repeat_runs_fixed_time_once_and_intervals_at_each_instant(
+    clock: FakeClock, launch: Callable[..., None]
+) -> None:
+    # Berlin falls back at 03:00 CEST on 2026-10-25: 02:30 happens at 00:30 and at 01:30 UTC.
+    clock.now = datetime(2026, 10, 24, 23, 50, tzinfo=UTC).timestamp()
+    launch()
+    set_schedules(
+        [
+            minutely("fixed", cron="30 2 * * *", timezone="Europe/Berlin", catchup="all"),
+            minutely("every30", cron="0,30 * * * *", timezone="Europe/Berlin", catchup="all"),
+        ]
+    )
+    first, second = (datetime(2026, 10, 25, h, 30, tzinfo=UTC) for h in (0, 1))
+    clock.move_to(first + timedelta(seconds=1))
+    finished("fixed", 1)
+    clock.move_to(second + timedelta(seconds=1))
+    every30 = finished("every30", 4)
+    assert set(every30) == {
+        tick_id("every30", datetime(2026, 10, 25, 0, 0, tzinfo=UTC)),
+        tick_id("every30", first),
+        tick_id("every30", datetime(2026, 10, 25, 1, 0, tzinfo=UTC)),
+        tick_id("every30", second),
+    }
+    assert set(runs("fixed")) == {tick_id("fixed", first)}  # never again at the repeat
+
+
 # -- catch-up -------------------------------------------------------------------------------------
 
 
