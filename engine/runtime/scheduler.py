@@ -250,6 +250,10 @@ class Scheduler:
                 self._install(definition, SOURCE_MANAGED)
         self.wake()
 
+    def managed(self) -> list[ScheduleDefinition]:
+        with self._lock:
+            return [e.definition for e in self._entries.values() if e.source == SOURCE_MANAGED]
+
     def drop(self, name: str, source: str) -> None:
         with self._lock:
             entry = self._entries.get(name)
@@ -502,6 +506,29 @@ def set_schedules(definitions: Sequence[ScheduleDefinition]) -> None:
                 f"set_schedules takes ScheduleDefinition objects, got {definition!r}"
             )
     get_scheduler().set_managed(list(definitions))
+
+
+def upsert_schedule(definition: ScheduleDefinition) -> None:
+    """Create a managed schedule, or replace the one with the same name."""
+    if not isinstance(definition, ScheduleDefinition):
+        raise DBOSInvalidArgumentError(
+            f"upsert_schedule takes a ScheduleDefinition, got {definition!r}"
+        )
+    scheduler = get_scheduler()
+    others = [d for d in scheduler.managed() if d.name != definition.name]
+    scheduler.set_managed([*others, definition])
+
+
+def delete_schedule(name: str) -> None:
+    """Remove a managed schedule: it stops firing, and its pause state is forgotten."""
+    scheduler = get_scheduler()
+    current = scheduler.managed()
+    if name not in {d.name for d in current}:
+        known = ", ".join(sorted(d.name for d in current)) or "none"
+        raise DBOSInvalidArgumentError(
+            f"no managed schedule named {name!r} (managed schedules: {known})"
+        )
+    scheduler.set_managed([d for d in current if d.name != name])
 
 
 def _admin(client: DBOSClient | None) -> ScheduleAdmin:

@@ -33,6 +33,7 @@ from engine.runtime.scheduler import (
     Overlap,
     ScheduleDefinition,
     backfill_schedule,
+    delete_schedule,
     get_scheduler,
     overlap_action,
     pause_schedule,
@@ -41,6 +42,7 @@ from engine.runtime.scheduler import (
     schedule_states,
     set_schedules,
     trigger_schedule,
+    upsert_schedule,
 )
 from engine.status import WorkflowStatus
 
@@ -209,6 +211,19 @@ def test_set_schedules_replaces_the_managed_set(
     with pytest.raises(DBOSInvalidArgumentError, match="unique"):
         set_schedules([minutely("c"), minutely("c")])
     assert [s.name for s in schedule_states()] == ["b"]
+
+
+def test_upsert_get_and_delete_one_schedule(launch: Callable[..., None]) -> None:
+    launch()
+    set_schedules([minutely("keep")])
+    upsert_schedule(minutely("extra", cron="*/5 * * * *"))
+    upsert_schedule(minutely("extra", cron="*/10 * * * *"))  # same name: replaced
+    assert {s.name for s in schedule_states()} == {"keep", "extra"}
+    assert schedule_state("extra").cron == "*/10 * * * *"
+    delete_schedule("extra")
+    assert [s.name for s in schedule_states()] == ["keep"]
+    with pytest.raises(DBOSInvalidArgumentError, match="no managed schedule named 'extra'"):
+        delete_schedule("extra")
 
 
 def test_fixed_time_tick_in_the_dst_gap_runs_once_after_it(
