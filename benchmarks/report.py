@@ -76,7 +76,7 @@ def summarize(outcomes: list[Outcome]) -> Summary:
     for name in good[0].metrics:
         samples = [o.metrics[name] for o in good if o.metrics.get(name) is not None]
         values[name] = statistics.median(samples) if samples else None  # type: ignore[type-var]
-    notes = [n for o in good for n in o.notes][:4]
+    notes = list(dict.fromkeys(n for o in good for n in o.notes))[:4]  # distinct, in order
     return Summary(values, good[0].units, len(good), None, notes)
 
 

@@ -33,6 +33,10 @@ class DBOSStorageError(DBOSException):
     """The system or application database failed or could not be reached."""
 
 
+class DBOSConnectionLostError(DBOSStorageError):
+    """The database could not be reached or dropped the connection (it may come back)."""
+
+
 class DBOSSchemaVersionError(DBOSStorageError):
     """The system database was created by a newer version of the engine."""
 

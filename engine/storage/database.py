@@ -18,12 +18,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, SQLAlchemyError
 
-from engine.error import DBOSConfigError, DBOSStorageError
+from engine.error import DBOSConfigError, DBOSConnectionLostError, DBOSStorageError
 from engine.storage.schema import SCHEMA_PLACEHOLDER
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A pooled PostgreSQL connection idle this long is pinged before use.
+PING_AFTER_IDLE_SECONDS = 10.0
 _SUPPORTED = "sqlite:///path/to/file.sqlite or postgresql://user:password@host:5432/dbname"
 
 
@@ -94,8 +96,10 @@ class Database:
         kwargs.setdefault("pool_size", pool_size)
         kwargs.setdefault("max_overflow", 0)
         kwargs.setdefault("pool_timeout", 30)
-        kwargs.setdefault("pool_pre_ping", True)
-        return create_engine(self.db_url.url, **kwargs)
+        engine = create_engine(self.db_url.url, **kwargs)
+        if not kwargs.get("pool_pre_ping"):
+            _ping_idle_connections(engine)
+        return engine
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
@@ -125,7 +129,7 @@ class Database:
             yield
         except DBAPIError as exc:
             if exc.connection_invalidated or _is_connect_error(exc):
-                raise DBOSStorageError(
+                raise DBOSConnectionLostError(
                     f"cannot reach the database {self.db_url.masked}: {_first_line(exc.orig)} "
                     "(check that the server runs and the URL, user and password are right)"
                 ) from exc
@@ -160,6 +164,32 @@ def _install_sqlite_hooks(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Check a pooled connection before use only when it sat idle ``PING_AFTER_IDLE_SECONDS``.
+
+    SQLAlchemy's ``pool_pre_ping`` costs a round trip on every checkout, on the hot path of
+    every step. A connection in steady use is known to be alive; one that idled may have been
+    dropped by the server or a proxy, and is pinged (and replaced if dead) before use.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["keeptime_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("keeptime_idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            dbapi_conn.rollback()
+        except Exception as exc:
+            # The pool discards this connection and retries the checkout with a new one.
+            raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
 def _enable_wal(cur: Any) -> None:

@@ -6,9 +6,12 @@ path costs one durable commit per step plus two per workflow (start and finish).
 
 from __future__ import annotations
 
+import functools
+import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -27,10 +30,39 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from engine.error import DBOSQueueDeduplicatedError
+from engine.error import DBOSConnectionLostError, DBOSQueueDeduplicatedError
 from engine.storage.database import Database
 from engine.storage.schema import operation_outputs, workflow_status
 
+# Waits between attempts when an idempotent operation loses its connection (about 16 s in all),
+# so a database restart or failover pauses workflows instead of failing them.
+RECONNECT_DELAYS_SECONDS = (0.05, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def retry_on_connection_loss(operation: Callable[P, T]) -> Callable[P, T]:
+    """Retry an idempotent store operation after a lost connection, with backoff."""
+
+    @functools.wraps(operation)
+    def retrying(*args: P.args, **kwargs: P.kwargs) -> T:
+        for delay in RECONNECT_DELAYS_SECONDS:
+            try:
+                return operation(*args, **kwargs)
+            except DBOSConnectionLostError as exc:
+                logger.warning(
+                    "%s lost its database connection (%s); retrying in %.2f s",
+                    operation.__name__,
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
+        return operation(*args, **kwargs)
+
+    return retrying
+
+
+logger = logging.getLogger("keeptime.engine")
 TERMINAL_STATUSES = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 
 
@@ -154,6 +186,7 @@ class SystemStore:
             ).one()
             return False, WorkflowRow.from_row(existing)
 
+    @retry_on_connection_loss
     def record_step(self, workflow_id: str, step: StepRecord, started_ms: int | None) -> StepWrite:
         """Checkpoint a step. If another execution recorded it first, its record wins."""
         with self.db.write() as conn:
@@ -191,6 +224,7 @@ class SystemStore:
         key = ("workflow_uuid", "function_id")
         return self.insert_ignoring_conflict(conn, operation_outputs, values, key, "function_id")
 
+    @retry_on_connection_loss
     def load_steps(self, workflow_id: str) -> dict[int, StepRecord]:
         with self.db.read() as conn:
             rows = conn.execute(
@@ -198,6 +232,7 @@ class SystemStore:
             ).all()
         return {r._mapping["function_id"]: StepRecord.from_row(r) for r in rows}
 
+    @retry_on_connection_loss
     def get_step(self, workflow_id: str, function_id: int) -> StepRecord | None:
         with self.db.read() as conn:
             row = conn.execute(
@@ -208,6 +243,7 @@ class SystemStore:
             ).first()
         return StepRecord.from_row(row) if row is not None else None
 
+    @retry_on_connection_loss
     def complete_workflow(
         self, workflow_id: str, status: str, output: str | None, error: str | None
     ) -> bool:
@@ -229,6 +265,7 @@ class SystemStore:
             )
             return bool(result.rowcount)
 
+    @retry_on_connection_loss
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         with self.db.read() as conn:
             row = conn.execute(
@@ -236,6 +273,7 @@ class SystemStore:
             ).first()
         return WorkflowRow.from_row(row) if row is not None else None
 
+    @retry_on_connection_loss
     def get_outcome(self, workflow_id: str) -> tuple[str, str | None, str | None] | None:
         """(status, output, error) of a workflow, or None when no such workflow exists."""
         with self.db.read() as conn:
@@ -433,6 +471,7 @@ class SystemStore:
         stmt: Insert = sqlite.insert(table) if self.db.is_sqlite else postgresql.insert(table)
         return stmt
 
+    @retry_on_connection_loss
     def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
         """Which of these workflows are CANCELLED (the watcher's one query per interval)."""
         if not workflow_ids:
