@@ -19,24 +19,35 @@ from engine.error import (
     DBOSWorkflowCancelledError,
 )
 from engine.runtime import results
+from engine.runtime.completions import CompletionGroup, PendingCompletion
 from engine.runtime.context import (
     WorkflowContext,
     current_workflow,
     outside_workflow,
     running_workflow,
 )
+from engine.runtime.dispatch import RunDispatcher
 from engine.runtime.registry import REGISTRY, RegisteredFunction
-from engine.runtime.starting import QueuePlacement, StartPlan, plan_start
+from engine.runtime.starting import (
+    QueuePlacement,
+    StartPlan,
+    StartRequest,
+    insert_many,
+    plan_start,
+)
 from engine.runtime.steps import StepCall, wait_or_cancel
 from engine.serialization import Codec
 from engine.storage.database import Database, parse_database_url
 from engine.storage.executors import ExecutorStore
 from engine.storage.migrations import migrate_system_database
-from engine.storage.store import SystemStore, WorkflowRow
+from engine.storage.store import SystemStore, WorkflowOutcome, WorkflowRow
 
 logger = logging.getLogger("keeptime.engine")
 
 WATCH_INTERVAL_SECONDS = 1.0
+# Batched starts commit this many rows at a time, so the first runs begin before the last insert.
+START_CHUNK = 200
+FIRST_START_CHUNK = 50
 
 
 class Runtime:
@@ -55,18 +66,22 @@ class Runtime:
         )
         self.store = SystemStore(self.db, self.now_ms)
         self.executors = ExecutorStore(self.store)
+        self.completions = CompletionGroup(self.store)
         self._last_heartbeat = 0.0
         self.app_version = config.application_version or ""
         self._pool = ThreadPoolExecutor(
             config.max_executor_threads, thread_name_prefix="keeptime-wf"
         )
+        # One pool thread stays free for the dispatcher's standby task.
+        self._dispatcher = RunDispatcher(self._pool, config.max_executor_threads - 1)
         self._active: dict[str, WorkflowContext] = {}
         self._done: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._background_started: list[Callable[[], None]] = []
-        self.finish_listeners: list[Callable[[], None]] = []
+        # Told the workflow ID whenever a run in this process ends (committed or abandoned).
+        self.finish_listeners: list[Callable[[str], None]] = []
         # Told (workflow_id, name, status, error) when this process completes a workflow.
         self.outcome_listeners: list[Callable[[str, str, str, BaseException | None], None]] = []
         # Called at shutdown to wake background threads that wait on their own events.
@@ -106,7 +121,12 @@ class Runtime:
                 ctx.cancel_event.set()  # wakes sleepers; they exit without completing the row
         for thread in self._threads:
             thread.join(timeout=wait_seconds)
+        self._dispatcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if not self.completions.drain(wait_seconds):
+            logger.warning(
+                "shutting down with workflow completions unwritten; recovery redoes them"
+            )
         if self.app_db is not None:
             self.app_db.dispose()
         self.db.dispose()
@@ -167,6 +187,31 @@ class Runtime:
             )
         return plan.workflow_id
 
+    def start_many(self, requests: list[StartRequest]) -> list[str]:
+        """Start many top-level workflows (the scheduler's ticks) with one commit per chunk;
+        returns the IDs created now. Queued ones wait for the queue worker."""
+        started: list[str] = []
+        first = 0
+        while first < len(requests):
+            # A small first chunk gets the first runs going while the rest are written.
+            size = START_CHUNK if first else FIRST_START_CHUNK
+            chunk, first = requests[first : first + size], first + size
+            by_id = {request.workflow_id: request for request in chunk}
+            for row in insert_many(self, chunk):
+                started.append(row.workflow_uuid)
+                if row.status == "PENDING":
+                    request = by_id[row.workflow_uuid]
+                    self.submit(
+                        row.workflow_uuid,
+                        request.fn,
+                        None,
+                        request.args,
+                        request.kwargs,
+                        row.deadline_epoch_ms,
+                        {},
+                    )
+        return started
+
     def submit(
         self,
         workflow_id: str,
@@ -194,11 +239,11 @@ class Runtime:
                         )
                     else:
                         value, error = self._call_body(ctx, fn, instance, args, kwargs)
-                    self._finish(ctx, value, error)
+                    self._finish_in_background(ctx, value, error)
                 except Exception as exc:  # the outcome is in the database already
                     logger.debug("background workflow %s ended: %r", workflow_id, exc)
 
-        self._pool.submit(run)
+        self._dispatcher.run(run)
 
     async def _async_body(
         self,
@@ -265,43 +310,71 @@ class Runtime:
             if only_if_idle and ctx.workflow_id in self._active:
                 return False
             self._active[ctx.workflow_id] = ctx
-            self._done.setdefault(ctx.workflow_id, threading.Event())
         return True
 
     def _finish(self, ctx: WorkflowContext, value: Any, error: BaseException | None) -> Any:
-        """Record the outcome (one write) and hand it to the direct caller."""
+        """Record the outcome and hand it to the direct caller."""
         try:
-            if error is not None and self._stop.is_set():
-                # Failures while shutting down are usually the shutdown itself: leave the
-                # workflow PENDING so recovery finishes it, rather than record a false error.
-                raise error
-            if isinstance(error, DBOSWorkflowCancelledError):
-                raise DBOSAwaitedWorkflowCancelledError(
-                    f"workflow {ctx.workflow_id!r} was cancelled"
-                )
-            output = err_text = None
-            if error is None:
-                try:
-                    output = self.codec.encode(value, f"the result of workflow {ctx.name!r}")
-                except Exception as exc:
-                    error = exc
-            if error is not None:
-                err_text = self.codec.encode_error(error)
-            status = "SUCCESS" if error is None else "ERROR"
-            if not self.store.complete_workflow(ctx.workflow_id, status, output, err_text):
+            outcome, error = self._outcome_to_record(ctx, value, error)
+            if not self.completions.complete_and_wait(PendingCompletion(outcome)):
                 return self.outcome(ctx.workflow_id)
-            self._report_outcome(ctx, status, error)
+            self._report_outcome(ctx, outcome.status, error)
             if error is not None:
                 raise error
             return value
         finally:
-            with self._lock:
-                self._active.pop(ctx.workflow_id, None)
-                done = self._done.pop(ctx.workflow_id, None)
-            if done is not None:
-                done.set()
-            for listener in self.finish_listeners:
-                listener()
+            self._release(ctx)
+
+    def _finish_in_background(
+        self, ctx: WorkflowContext, value: Any, error: BaseException | None
+    ) -> None:
+        """Record the outcome of a run nobody waits on in this thread: the pool thread goes back
+        to work while the completion joins the next group commit."""
+        try:
+            outcome, error = self._outcome_to_record(ctx, value, error)
+        except BaseException:
+            self._release(ctx)
+            raise
+
+        def settled(applied: bool | None) -> None:
+            try:
+                if applied:
+                    self._report_outcome(ctx, outcome.status, error)
+            finally:
+                self._release(ctx)
+
+        self.completions.complete(PendingCompletion(outcome, settled))
+
+    def _outcome_to_record(
+        self, ctx: WorkflowContext, value: Any, error: BaseException | None
+    ) -> tuple[WorkflowOutcome, BaseException | None]:
+        """The terminal row to write (and the error to raise); raises if nothing is written."""
+        if error is not None and self._stop.is_set():
+            # Failures while shutting down are usually the shutdown itself: leave the
+            # workflow PENDING so recovery finishes it, rather than record a false error.
+            raise error
+        if isinstance(error, DBOSWorkflowCancelledError):
+            raise DBOSAwaitedWorkflowCancelledError(f"workflow {ctx.workflow_id!r} was cancelled")
+        output = err_text = None
+        if error is None:
+            try:
+                output = self.codec.encode(value, f"the result of workflow {ctx.name!r}")
+            except Exception as exc:
+                error = exc
+        if error is not None:
+            err_text = self.codec.encode_error(error)
+        status = "SUCCESS" if error is None else "ERROR"
+        return WorkflowOutcome(ctx.workflow_id, status, output, err_text), error
+
+    def _release(self, ctx: WorkflowContext) -> None:
+        """The run is over in this process: wake local waiters and listeners."""
+        with self._lock:
+            self._active.pop(ctx.workflow_id, None)
+            done = self._done.pop(ctx.workflow_id, None)
+        if done is not None:
+            done.set()
+        for listener in self.finish_listeners:
+            listener(ctx.workflow_id)
 
     def _report_outcome(
         self, ctx: WorkflowContext, status: str, error: BaseException | None
@@ -393,7 +466,9 @@ class Runtime:
 
     def _local_done(self, workflow_id: str) -> threading.Event | None:
         with self._lock:
-            return self._done.get(workflow_id)
+            if workflow_id not in self._active:
+                return None  # finished (its outcome is committed) or not running here
+            return self._done.setdefault(workflow_id, threading.Event())
 
     def outcome(self, workflow_id: str) -> Any:
         return results.stored_outcome(self.store, self.codec, workflow_id)

@@ -37,7 +37,7 @@ def wake(runtime: Runtime) -> None:
 def start(runtime: Runtime) -> None:
     worker = QueueWorker(runtime, QueueStore(runtime.store), threading.Event())
     _wakeups[id(runtime)] = worker.event
-    runtime.finish_listeners.append(worker.event.set)
+    runtime.finish_listeners.append(worker.on_finish)
     runtime.stop_listeners.append(worker.event.set)
     runtime.spawn("keeptime-queues", worker.run)
 
@@ -63,6 +63,15 @@ class QueueWorker:
     due: dict[str, float] = field(default_factory=dict)
     # Workflows this process claimed but could not start; never claimed here again.
     unrunnable: set[str] = field(default_factory=set)
+    # Workflows this worker started and that still run: their end frees a queue slot.
+    running: set[str] = field(default_factory=set)
+
+    def on_finish(self, workflow_id: str) -> None:
+        """A run ended here; poll now only if it held a queue slot (other ends change nothing
+        for the queues, and a thousand ticks a second must not mean a thousand polls)."""
+        if workflow_id in self.running:
+            self.running.discard(workflow_id)
+            self.event.set()
 
     def run(self) -> None:
         try:
@@ -114,10 +123,12 @@ class QueueWorker:
     def _start(self, row: WorkflowRow) -> bool:
         _register_step_workflow(row.name)
         try:
+            self.running.add(row.workflow_uuid)
             if self.runtime.execute_existing(row):
                 return True
         except Exception:
             logger.exception("cannot start queued workflow %s", row.workflow_uuid)
+        self.running.discard(row.workflow_uuid)
         # Hand it back so another process (with the function or instance) can run it.
         self.unrunnable.add(row.workflow_uuid)
         self.store.release(row.workflow_uuid, self.runtime.executor_id)

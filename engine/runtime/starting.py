@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.error import DBOSWorkflowConflictIDError
-from engine.runtime.context import consume_workflow_id, current_workflow, start_options
+from engine.runtime.context import (
+    WorkflowContext,
+    consume_workflow_id,
+    current_workflow,
+    start_options,
+)
 from engine.runtime.registry import RegisteredFunction
 from engine.storage.queues import ENQUEUE_ORDER
 from engine.storage.store import StepRecord, WorkflowRow
@@ -83,9 +88,49 @@ def plan_start(
     elif not opts.timeout_set and parent is not None and parent.deadline_ms is not None:
         timeout_ms = max(1, parent.deadline_ms - now)
 
-    inputs = runtime.codec.encode_inputs(fn.name, args, kwargs)
+    row = new_workflow_row(
+        runtime,
+        fn,
+        instance,
+        workflow_id,
+        runtime.codec.encode_inputs(fn.name, args, kwargs),
+        now,
+        queue=queue,
+        timeout_ms=timeout_ms,
+        deadline_ms=deadline_ms,
+        parent=parent,
+        app_version=opts.app_version,
+    )
+    parent_step = (
+        StepRecord(function_id, fn.name, None, None, workflow_id)
+        if parent is not None and function_id is not None
+        else None
+    )
+    created, stored = runtime.store.insert_workflow(
+        row, parent_step, parent.workflow_id if parent is not None else None
+    )
+    if not created:
+        _check_same_workflow(stored, row)
+    return StartPlan(workflow_id, created, stored, deadline_ms)
+
+
+def new_workflow_row(
+    runtime: Runtime,
+    fn: RegisteredFunction,
+    instance: Any,
+    workflow_id: str,
+    inputs: str,
+    now: int,
+    *,
+    queue: QueuePlacement | None,
+    timeout_ms: int | None,
+    deadline_ms: int | None,
+    parent: WorkflowContext | None = None,
+    app_version: str | None = None,
+) -> WorkflowRow:
+    """The row of a workflow about to start here (PENDING) or be enqueued (ENQUEUED)."""
     config_name = getattr(instance, "config_name", None) if instance is not None else None
-    row = WorkflowRow(
+    return WorkflowRow(
         workflow_uuid=workflow_id,
         status="ENQUEUED" if queue is not None else "PENDING",
         name=fn.name,
@@ -94,7 +139,7 @@ def plan_start(
         authenticated_user=parent.authenticated_user if parent is not None else None,
         inputs=inputs,
         executor_id=runtime.executor_id if queue is None else None,
-        application_version=opts.app_version or runtime.app_version,
+        application_version=app_version or runtime.app_version,
         application_id=runtime.app_name,
         created_at=now,
         updated_at=now,
@@ -109,17 +154,46 @@ def plan_start(
         parent_workflow_id=parent.workflow_id if parent is not None else None,
         queue_order=ENQUEUE_ORDER.next(runtime.clock) if queue is not None else None,
     )
-    parent_step = (
-        StepRecord(function_id, fn.name, None, None, workflow_id)
-        if parent is not None and function_id is not None
-        else None
-    )
-    created, stored = runtime.store.insert_workflow(
-        row, parent_step, parent.workflow_id if parent is not None else None
-    )
-    if not created:
-        _check_same_workflow(stored, row)
-    return StartPlan(workflow_id, created, stored, deadline_ms)
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """One top-level workflow start in a batch (the scheduler's ticks), with explicit options."""
+
+    fn: RegisteredFunction
+    workflow_id: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    timeout_seconds: float | None = None
+    queue: QueuePlacement | None = None
+
+
+def insert_many(runtime: Runtime, requests: list[StartRequest]) -> list[WorkflowRow]:
+    """Insert the rows of many starts in one commit; returns the rows created now (an ID that
+    exists already, say a tick another process started, is skipped)."""
+    now = runtime.now_ms()
+    rows = []
+    for request in requests:
+        timeout_ms = (
+            None if request.timeout_seconds is None else int(request.timeout_seconds * 1000)
+        )
+        deadline_ms = now + timeout_ms if timeout_ms is not None and request.queue is None else None
+        inputs = runtime.codec.encode_inputs(request.fn.name, request.args, request.kwargs)
+        rows.append(
+            new_workflow_row(
+                runtime,
+                request.fn,
+                None,
+                request.workflow_id,
+                inputs,
+                now,
+                queue=request.queue,
+                timeout_ms=timeout_ms,
+                deadline_ms=deadline_ms,
+            )
+        )
+    created = runtime.store.insert_workflows(rows)
+    return [row for row in rows if row.workflow_uuid in created]
 
 
 def _check_same_workflow(stored: WorkflowRow, wanted: WorkflowRow) -> None:

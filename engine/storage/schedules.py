@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, or_, select, update
+from sqlalchemy import Connection, String, bindparam, case, delete, func, or_, select, update
 
 from engine.storage.schema import schedules, workflow_status
 from engine.storage.store import SystemStore, WorkflowRow
@@ -68,6 +68,26 @@ class FiredTick:
     name: str
     tick_ms: int
     workflow_id: str | None  # None when the tick was skipped
+
+
+# One statement for every schedule fired in a pass (executemany): compiled once, cached.
+_ADVANCE_WATERMARK = (
+    update(schedules)
+    .where(
+        schedules.c.name == bindparam("target"),
+        or_(
+            schedules.c.last_tick_epoch_ms.is_(None),
+            schedules.c.last_tick_epoch_ms < bindparam("tick_ms"),
+        ),
+    )
+    .values(
+        last_tick_epoch_ms=bindparam("tick_ms"),
+        last_workflow_id=func.coalesce(
+            bindparam("workflow_id", type_=String()), schedules.c.last_workflow_id
+        ),
+        updated_at=bindparam("now"),
+    )
+)
 
 
 class ScheduleStore:
@@ -195,19 +215,12 @@ class ScheduleStore:
         if not fired:
             return
         now = self.store.now_ms()
+        params = [
+            {"target": t.name, "tick_ms": t.tick_ms, "workflow_id": t.workflow_id, "now": now}
+            for t in fired
+        ]
         with self.db.write() as conn:
-            for tick in fired:
-                values: dict[str, Any] = {"last_tick_epoch_ms": tick.tick_ms, "updated_at": now}
-                if tick.workflow_id is not None:
-                    values["last_workflow_id"] = tick.workflow_id
-                conn.execute(
-                    update(schedules)
-                    .where(
-                        sc.name == tick.name,
-                        or_(sc.last_tick_epoch_ms.is_(None), sc.last_tick_epoch_ms < tick.tick_ms),
-                    )
-                    .values(**values)
-                )
+            conn.execute(_ADVANCE_WATERMARK, params)
 
     def set_last_workflow(self, name: str, workflow_id: str) -> None:
         with self.db.write() as conn:

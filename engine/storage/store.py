@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     TextClause,
     and_,
+    bindparam,
     case,
     func,
     or_,
@@ -98,10 +99,13 @@ class WorkflowRow:
     @classmethod
     def from_row(cls, row: Row[Any]) -> WorkflowRow:
         mapping = row._mapping
-        return cls(**{f.name: mapping[f.name] for f in fields(cls)})
+        return cls(**{name: mapping[name] for name in _WORKFLOW_FIELDS})
 
     def values(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return dict(vars(self))  # a plain dataclass: its fields are exactly its __dict__
+
+
+_WORKFLOW_FIELDS = tuple(f.name for f in fields(WorkflowRow))
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,44 @@ class StepRecord:
         return cls(
             m["function_id"], m["function_name"], m["output"], m["error"], m["child_workflow_id"]
         )
+
+
+@dataclass(frozen=True)
+class WorkflowOutcome:
+    """A finished workflow's terminal status and its encoded result or error."""
+
+    workflow_id: str
+    status: str
+    output: str | None
+    error: str | None
+
+
+_COMPLETE = (
+    update(workflow_status)
+    .where(
+        workflow_status.c.workflow_uuid == bindparam("target_id"),
+        workflow_status.c.status == "PENDING",
+    )
+    .values(
+        status=bindparam("new_status"),
+        output=bindparam("new_output"),
+        error=bindparam("new_error"),
+        deduplication_id=None,
+        updated_at=bindparam("now_ms"),
+    )
+)
+
+
+def _completion_params(
+    workflow_id: str, status: str, output: str | None, error: str | None, now_ms: int
+) -> dict[str, Any]:
+    return {
+        "target_id": workflow_id,
+        "new_status": status,
+        "new_output": output,
+        "new_error": error,
+        "now_ms": now_ms,
+    }
 
 
 @dataclass(frozen=True)
@@ -186,6 +228,28 @@ class SystemStore:
             ).one()
             return False, WorkflowRow.from_row(existing)
 
+    def insert_workflows(self, rows: Sequence[WorkflowRow]) -> set[str]:
+        """Create many workflows in one transaction; returns the IDs created by this call.
+
+        IDs that exist already are left alone, as in ``insert_workflow``; concurrent inserts of
+        the same ID from other processes are safe because the answer comes from RETURNING.
+        """
+        if not rows:
+            return set()
+        stmt = (
+            self._insert(workflow_status)
+            .on_conflict_do_nothing(index_elements=["workflow_uuid"])
+            .returning(workflow_status.c.workflow_uuid)
+        )
+        values = [row.values() for row in rows]
+        # Columns NULL in every row are left out: half the bind parameters for tick rows.
+        unused = [c for c in values[0] if all(v[c] is None for v in values)]
+        for v in values:
+            for column in unused:
+                del v[column]
+        with self.db.write() as conn:
+            return set(conn.execute(stmt, values).scalars())
+
     @retry_on_connection_loss
     def record_step(self, workflow_id: str, step: StepRecord, started_ms: int | None) -> StepWrite:
         """Checkpoint a step. If another execution recorded it first, its record wins."""
@@ -250,20 +314,37 @@ class SystemStore:
         """Finish a PENDING workflow. A workflow cancelled meanwhile stays CANCELLED."""
         with self.db.write() as conn:
             result = conn.execute(
-                update(workflow_status)
-                .where(
-                    workflow_status.c.workflow_uuid == workflow_id,
-                    workflow_status.c.status == "PENDING",
-                )
-                .values(
-                    status=status,
-                    output=output,
-                    error=error,
-                    deduplication_id=None,
-                    updated_at=self.now_ms(),
-                )
+                _COMPLETE, _completion_params(workflow_id, status, output, error, self.now_ms())
             )
             return bool(result.rowcount)
+
+    @retry_on_connection_loss
+    def complete_workflows(self, outcomes: Sequence[WorkflowOutcome]) -> set[str]:
+        """Finish several PENDING workflows in one commit; returns the IDs that were PENDING.
+
+        The others (cancelled meanwhile, or finished by another execution) are left as they are.
+        """
+        ids = [o.workflow_id for o in outcomes]
+        now = self.now_ms()
+        with self.db.write() as conn:
+            pending = set(
+                conn.execute(
+                    select(workflow_status.c.workflow_uuid)
+                    .where(
+                        workflow_status.c.workflow_uuid.in_(ids),
+                        workflow_status.c.status == "PENDING",
+                    )
+                    .with_for_update()
+                ).scalars()
+            )
+            params = [
+                _completion_params(o.workflow_id, o.status, o.output, o.error, now)
+                for o in outcomes
+                if o.workflow_id in pending
+            ]
+            if params:
+                conn.execute(_COMPLETE, params)
+        return pending
 
     @retry_on_connection_loss
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
