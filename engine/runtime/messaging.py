@@ -8,6 +8,7 @@ calls run in worker threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 from collections.abc import AsyncGenerator, Callable, Generator
@@ -24,8 +25,8 @@ from engine.error import (
 from engine.runtime.context import WorkflowContext, consume_workflow_id, current_workflow
 from engine.runtime.steps import Replayed, replay_or_check
 from engine.runtime.wakeups import Backoff, PgListener, Waiter, WakeupHub
-from engine.storage.messages import MessageStore
-from engine.storage.store import TERMINAL_STATUSES
+from engine.storage.messages import MessageStore, WaitTry
+from engine.storage.store import TERMINAL_STATUSES, StepRecord
 
 if TYPE_CHECKING:
     from engine.runtime.executor import Runtime
@@ -74,41 +75,75 @@ class Messaging:
                 )
         return self.runtime.stopping.is_set()
 
+    def watching(
+        self, key: str, loop: asyncio.AbstractEventLoop | None = None
+    ) -> contextlib.AbstractContextManager[Waiter]:
+        """Register a waiter for ``key``; register before probing, so no write is missed."""
+        self.ensure_listening()
+        return self.hub.watching(key, Waiter(loop))
+
     def wait_for(
         self, key: str, probe: Callable[[], T | None], timeout: float, ctx: WorkflowContext | None
     ) -> T | None:
         """Call ``probe`` until it returns a value (returned) or ``timeout`` passes (None)."""
-        self.ensure_listening()
+        with self.watching(key) as waiter:
+            return self.keep_probing(waiter, probe, timeout, ctx)
+
+    def keep_probing(
+        self,
+        waiter: Waiter,
+        probe: Callable[[], T | None],
+        timeout: float,
+        ctx: WorkflowContext | None,
+        *,
+        probed: bool = False,
+    ) -> T | None:
+        """``wait_for`` with a registered ``waiter``; ``probed``: the caller has probed since."""
         backoff = Backoff(timeout)
-        with self.hub.watching(key, Waiter()) as waiter:
-            while not self._check_interrupted(ctx):
-                waiter.clear()
-                found = probe()
-                if found is not None:
-                    return found
+        while True:
+            if probed:
                 pause = backoff.next_pause()
                 if pause is None:
-                    break
+                    return None
                 waiter.wait(pause)
-        return None
+            probed = True
+            if self._check_interrupted(ctx):
+                return None
+            waiter.clear()
+            found = probe()
+            if found is not None:
+                return found
 
     async def wait_for_async(
         self, key: str, probe: Callable[[], T | None], timeout: float, ctx: WorkflowContext | None
     ) -> T | None:
         """``wait_for`` for coroutines: probes in a thread, waits on the event loop."""
-        self.ensure_listening()
+        with self.watching(key, asyncio.get_running_loop()) as waiter:
+            return await self.keep_probing_async(waiter, probe, timeout, ctx)
+
+    async def keep_probing_async(
+        self,
+        waiter: Waiter,
+        probe: Callable[[], T | None],
+        timeout: float,
+        ctx: WorkflowContext | None,
+        *,
+        probed: bool = False,
+    ) -> T | None:
         backoff = Backoff(timeout)
-        with self.hub.watching(key, Waiter(asyncio.get_running_loop())) as waiter:
-            while not self._check_interrupted(ctx):
-                waiter.clear()
-                found = await asyncio.to_thread(probe)
-                if found is not None:
-                    return found
+        while True:
+            if probed:
                 pause = backoff.next_pause()
                 if pause is None:
-                    break
+                    return None
                 await waiter.wait_async(pause)
-        return None
+            probed = True
+            if self._check_interrupted(ctx):
+                return None
+            waiter.clear()
+            found = await asyncio.to_thread(probe)
+            if found is not None:
+                return found
 
 
 _STATE_LOCK = threading.Lock()
@@ -197,14 +232,16 @@ class _DurableWait:
     """A recv or get_event in a workflow: its step, and the step that checkpoints its deadline.
 
     Both step numbers are taken on every execution, but the deadline is only recorded when the
-    call has to wait, so a call answered at once costs one write.
+    call has to wait, so a call answered at once costs one write (and a wait, two).
     """
 
     ctx: WorkflowContext
+    name: str
     function_id: int
     deadline_id: int
     timeout: float
     replayed: Replayed | None
+    deadline_ms: int | None = None  # once recorded or replayed
 
 
 def _begin_durable_wait(
@@ -212,54 +249,108 @@ def _begin_durable_wait(
 ) -> _DurableWait:
     fid = ctx.take_function_id()
     deadline_id = ctx.take_function_id()
-    return _DurableWait(ctx, fid, deadline_id, timeout, replay_or_check(runtime, ctx, fid, name))
+    replayed = replay_or_check(runtime, ctx, fid, name)
+    return _DurableWait(ctx, name, fid, deadline_id, timeout, replayed)
+
+
+DEADLINE_STEP = "DBOS.deadline"
+
+
+def _try_step(
+    runtime: Runtime, wait: _DurableWait, find: Callable[[Connection], str | None], final: bool
+) -> WaitTry | None:
+    """Probe and, if found (or ``final``), record the step in one transaction; None: wait on.
+
+    The first try that finds nothing records the wait's deadline in the same transaction.
+    """
+    deadline: StepRecord | None = None
+    new_deadline_ms = 0
+    if not final and wait.deadline_ms is None:
+        replayed = replay_or_check(runtime, wait.ctx, wait.deadline_id, DEADLINE_STEP)
+        if replayed is not None:
+            wait.deadline_ms = int(replayed.value() or 0)
+        else:
+            new_deadline_ms = runtime.now_ms() + int(wait.timeout * 1000)
+            encoded = runtime.codec.encode(new_deadline_ms, "a wait's deadline")
+            deadline = StepRecord(wait.deadline_id, DEADLINE_STEP, encoded, None, None)
+    store = state(runtime).store
+    tried = store.try_wait_step(
+        wait.ctx.workflow_id, wait.function_id, wait.name, find, final=final, deadline=deadline
+    )
+    if tried.done:
+        return tried
+    if tried.earlier_deadline is not None:  # another execution started this wait first
+        wait.deadline_ms = int(Replayed(runtime, tried.earlier_deadline).value() or 0)
+    elif deadline is not None:
+        wait.deadline_ms = new_deadline_ms
+    return None
 
 
 def _remaining_seconds(runtime: Runtime, wait: _DurableWait) -> float:
-    """Seconds left of the wait's checkpointed deadline (recorded now if this is the first try)."""
-    name = "DBOS.deadline"
-    replayed = replay_or_check(runtime, wait.ctx, wait.deadline_id, name)
-    if replayed is None:
-        deadline, earlier = state(runtime).store.record_with(
-            wait.ctx.workflow_id,
-            wait.deadline_id,
-            name,
-            lambda _: runtime.now_ms() + int(wait.timeout * 1000),
-            lambda ms: runtime.codec.encode(ms, "a wait's deadline"),
-        )
-        if earlier is not None:
-            deadline = Replayed(runtime, earlier).value()
-    else:
-        deadline = replayed.value()
-    return max(0.0, (int(deadline or 0) - runtime.now_ms()) / 1000)
+    return max(0.0, ((wait.deadline_ms or 0) - runtime.now_ms()) / 1000)
+
+
+def _finished_value(runtime: Runtime, wait: _DurableWait, tried: WaitTry) -> Any:
+    if tried.earlier is not None:
+        return Replayed(runtime, tried.earlier).value()
+    where = f"the value of {wait.name} in workflow {wait.ctx.workflow_id!r}"
+    return runtime.codec.decode(tried.value, where)
+
+
+def _poll_try(
+    runtime: Runtime,
+    wait: _DurableWait,
+    find: Callable[[Connection], str | None],
+    ready: Callable[[], bool],
+) -> Callable[[], WaitTry | None]:
+    """The probe of a waiting step after its first try."""
+    if runtime.db.is_sqlite:
+        # SQLite serializes writers (a try is a write): look with a read first, which never
+        # blocks them. On PostgreSQL a failed try costs the same round trips as a read.
+        return lambda: _try_step(runtime, wait, find, False) if ready() else None
+    return lambda: _try_step(runtime, wait, find, False)
 
 
 def _wait_durably(
-    runtime: Runtime, wait: _DurableWait, key: str, ready: Callable[[], bool | None]
-) -> None:
-    if ready() is None:
-        remaining = _remaining_seconds(runtime, wait)
-        state(runtime).wait_for(key, ready, remaining, wait.ctx)
+    runtime: Runtime,
+    wait: _DurableWait,
+    key: str,
+    find: Callable[[Connection], str | None],
+    ready: Callable[[], bool],
+) -> Any:
+    """Take what ``find`` finds as the wait's step, waiting up to its durable deadline."""
+    m = state(runtime)
+    with m.watching(key) as waiter:
+        tried = _try_step(runtime, wait, find, final=wait.timeout <= 0)
+        if tried is None:
+            probe = _poll_try(runtime, wait, find, ready)
+            remaining = _remaining_seconds(runtime, wait)
+            tried = m.keep_probing(waiter, probe, remaining, wait.ctx, probed=True)
+    if tried is None:  # timed out: record whatever is there now, or None
+        tried = _try_step(runtime, wait, find, final=True)
+    assert tried is not None
+    return _finished_value(runtime, wait, tried)
 
 
 async def _wait_durably_async(
-    runtime: Runtime, wait: _DurableWait, key: str, ready: Callable[[], bool | None]
-) -> None:
-    if await asyncio.to_thread(ready) is None:
-        remaining = await asyncio.to_thread(_remaining_seconds, runtime, wait)
-        await state(runtime).wait_for_async(key, ready, remaining, wait.ctx)
-
-
-def _take_recorded(
-    runtime: Runtime, wait: _DurableWait, name: str, take: Callable[[Connection], str | None]
+    runtime: Runtime,
+    wait: _DurableWait,
+    key: str,
+    find: Callable[[Connection], str | None],
+    ready: Callable[[], bool],
 ) -> Any:
-    """Run ``take`` and checkpoint what it returned in one transaction; decode the value."""
-    workflow_id = wait.ctx.workflow_id
-    store = state(runtime).store
-    value, earlier = store.record_with(workflow_id, wait.function_id, name, take, lambda v: v)
-    if earlier is not None:
-        return Replayed(runtime, earlier).value()
-    return runtime.codec.decode(value, f"the value of {name} in workflow {workflow_id!r}")
+    m = state(runtime)
+    with m.watching(key, asyncio.get_running_loop()) as waiter:
+        first = wait.timeout <= 0
+        tried = await asyncio.to_thread(_try_step, runtime, wait, find, first)
+        if tried is None:
+            probe = _poll_try(runtime, wait, find, ready)
+            remaining = _remaining_seconds(runtime, wait)
+            tried = await m.keep_probing_async(waiter, probe, remaining, wait.ctx, probed=True)
+    if tried is None:
+        tried = await asyncio.to_thread(_try_step, runtime, wait, find, True)
+    assert tried is not None
+    return _finished_value(runtime, wait, tried)
 
 
 def _begin_recv(
@@ -275,18 +366,16 @@ def _begin_recv(
     return _begin_durable_wait(runtime, ctx, "DBOS.recv", timeout)
 
 
-def _has_message(
+def _recv_parts(
     runtime: Runtime, wait: _DurableWait, topic: str | None
-) -> Callable[[], bool | None]:
-    store = state(runtime).store
-    return lambda: True if store.has_message(wait.ctx.workflow_id, topic) else None
-
-
-def _finish_recv(runtime: Runtime, wait: _DurableWait, topic: str | None) -> Any:
+) -> tuple[str, Callable[[Connection], str | None], Callable[[], bool]]:
+    """The wake-up key, the take and the read-only check of a recv."""
     store = state(runtime).store
     workflow_id = wait.ctx.workflow_id
-    return _take_recorded(
-        runtime, wait, "DBOS.recv", lambda conn: store.take_message(conn, workflow_id, topic)
+    return (
+        store.message_key(workflow_id, topic),
+        lambda conn: store.take_message(conn, workflow_id, topic),
+        lambda: store.has_message(workflow_id, topic),
     )
 
 
@@ -295,9 +384,7 @@ def recv(runtime: Runtime, ctx: WorkflowContext, topic: str | None, timeout_seco
     wait = _begin_recv(runtime, ctx, topic, timeout_seconds)
     if wait.replayed is not None:
         return wait.replayed.value()
-    key = state(runtime).store.message_key(ctx.workflow_id, topic)
-    _wait_durably(runtime, wait, key, _has_message(runtime, wait, topic))
-    return _finish_recv(runtime, wait, topic)
+    return _wait_durably(runtime, wait, *_recv_parts(runtime, wait, topic))
 
 
 async def recv_async(
@@ -306,9 +393,7 @@ async def recv_async(
     wait = await asyncio.to_thread(_begin_recv, runtime, ctx, topic, timeout_seconds)
     if wait.replayed is not None:
         return wait.replayed.value()
-    key = state(runtime).store.message_key(ctx.workflow_id, topic)
-    await _wait_durably_async(runtime, wait, key, _has_message(runtime, wait, topic))
-    return await asyncio.to_thread(_finish_recv, runtime, wait, topic)
+    return await _wait_durably_async(runtime, wait, *_recv_parts(runtime, wait, topic))
 
 
 # -- events ----------------------------------------------------------------------------------------
@@ -365,49 +450,46 @@ def _decode_event(runtime: Runtime, read: _EventRead, found: str | None) -> Any:
     return runtime.codec.decode(found, f"event {read.key!r} of workflow {read.workflow_id!r}")
 
 
-def _record_event(runtime: Runtime, read: _EventRead, wait: _DurableWait) -> Any:
+def _event_parts(
+    runtime: Runtime, read: _EventRead
+) -> tuple[str, Callable[[Connection], str | None], Callable[[], bool]]:
+    """The wake-up key, the in-transaction read and the read-only check of a get_event."""
     store = state(runtime).store
-    return _take_recorded(
-        runtime,
-        wait,
-        "DBOS.getEvent",
+    return (
+        store.event_key(read.workflow_id, read.key),
         lambda conn: store.event_in(conn, read.workflow_id, read.key),
+        lambda: store.get_event(read.workflow_id, read.key) is not None,
     )
 
 
 def get_event(runtime: Runtime, workflow_id: str, key: str, timeout_seconds: float) -> Any:
     """The latest value of an event, waiting up to ``timeout_seconds`` for it; None on timeout."""
     read = _begin_get_event(runtime, workflow_id, key, timeout_seconds)
-    m = state(runtime)
-    wake_key = m.store.event_key(workflow_id, key)
-    probe = _event_probe(runtime, read)
     wait = read.durable
     if wait is None:
-        found = m.wait_for(wake_key, probe, read.timeout, current_workflow())
+        m = state(runtime)
+        wake_key = m.store.event_key(workflow_id, key)
+        found = m.wait_for(wake_key, _event_probe(runtime, read), read.timeout, current_workflow())
         return _decode_event(runtime, read, found)
     if wait.replayed is not None:
         return wait.replayed.value()
-    _wait_durably(runtime, wait, wake_key, lambda: True if probe() is not None else None)
-    return _record_event(runtime, read, wait)
+    return _wait_durably(runtime, wait, *_event_parts(runtime, read))
 
 
 async def get_event_async(
     runtime: Runtime, workflow_id: str, key: str, timeout_seconds: float
 ) -> Any:
     read = await asyncio.to_thread(_begin_get_event, runtime, workflow_id, key, timeout_seconds)
-    m = state(runtime)
-    wake_key = m.store.event_key(workflow_id, key)
-    probe = _event_probe(runtime, read)
     wait = read.durable
     if wait is None:
+        m = state(runtime)
+        wake_key = m.store.event_key(workflow_id, key)
+        probe = _event_probe(runtime, read)
         found = await m.wait_for_async(wake_key, probe, read.timeout, current_workflow())
         return _decode_event(runtime, read, found)
     if wait.replayed is not None:
         return wait.replayed.value()
-    await _wait_durably_async(
-        runtime, wait, wake_key, lambda: True if probe() is not None else None
-    )
-    return await asyncio.to_thread(_record_event, runtime, read, wait)
+    return await _wait_durably_async(runtime, wait, *_event_parts(runtime, read))
 
 
 def get_all_events(runtime: Runtime, workflow_id: str) -> dict[str, Any]:

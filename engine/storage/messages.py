@@ -3,6 +3,9 @@
 Operations made from a workflow commit together with the step record that checkpoints them, so a
 crash can neither lose nor repeat them. On PostgreSQL every write also ``pg_notify``s a wake-up
 key in the same transaction; the notification is delivered only if the write commits.
+
+The hot statements (send, take, set_event) are SQL text built once per store: each is one round
+trip, with the notification folded in on PostgreSQL, and SQLAlchemy need not compile them per call.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, TextClause, func, select, text
 
 from engine.error import DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
 from engine.storage.schema import (
@@ -35,11 +39,58 @@ class _StepTaken(Exception):
     """Another execution of the workflow recorded this step first: roll back our writes."""
 
 
+@dataclass(frozen=True)
+class WaitTry:
+    """What one try of a waiting step (recv, or get_event in a workflow) came to."""
+
+    done: bool  # the step is recorded: ``value`` by this try, or ``earlier`` by another execution
+    value: str | None = None
+    earlier: StepRecord | None = None
+    earlier_deadline: StepRecord | None = None  # the deadline another execution recorded first
+
+
 class MessageStore:
     def __init__(self, store: SystemStore) -> None:
         self.store = store
         self.db = store.db
         self._scope = self.db.schema or ""
+        self._send_sql = self._announcing(
+            f"INSERT INTO {self._table(notifications.name)} "
+            '("message_id", "destination_uuid", "topic", "message", "created_at_epoch_ms", "seq") '
+            "SELECT :message_id, :destination, :topic, :message, :now, "
+            f'(SELECT coalesce(max("seq"), 0) + 1 FROM {self._table(notifications.name)} '
+            'WHERE "destination_uuid" = :destination) '
+            f'FROM {self._table(workflow_status.name)} WHERE "workflow_uuid" = :destination '
+            'ON CONFLICT ("message_id") DO NOTHING RETURNING "message_id"'
+        )
+        self._take_sql = text(
+            f'DELETE FROM {self._table(notifications.name)} WHERE "message_id" = ('
+            f'SELECT "message_id" FROM {self._table(notifications.name)} '
+            'WHERE "destination_uuid" = :destination AND "topic" = :topic '
+            'ORDER BY "seq", "created_at_epoch_ms", "message_id" LIMIT 1) RETURNING "message"'
+        )
+        self._set_event_sql = self._announcing(
+            f'INSERT INTO {self._table(workflow_events.name)} ("workflow_uuid", "key", "value") '
+            "VALUES (:workflow_id, :key, :value) "
+            'ON CONFLICT ("workflow_uuid", "key") DO UPDATE SET "value" = excluded."value" '
+            'RETURNING "key"'
+        )
+
+    def _table(self, name: str) -> str:
+        schema = self.db.schema
+        return f'"{name}"' if schema is None else f'"{schema}"."{name}"'
+
+    def _announcing(self, write: str) -> TextClause:
+        """``write`` (which returns a row per row written), notifying ``:wake_key`` on PostgreSQL.
+
+        A CTE carries the notification in the write's own statement: one round trip, not two.
+        """
+        if self.db.is_sqlite:
+            return text(write)
+        return text(
+            f"WITH written AS ({write}) "
+            f"SELECT pg_notify('{WAKEUP_CHANNEL}', :wake_key) FROM written"
+        )
 
     # -- wake-up keys -----------------------------------------------------------------------------
 
@@ -79,27 +130,73 @@ class MessageStore:
         try:
             with self.db.write() as conn:
                 value = action(conn)
-                now = self.store.now_ms()
-                step = {
-                    "workflow_uuid": workflow_id,
-                    "function_id": function_id,
-                    "function_name": name,
-                    "output": encode(value),
-                    "error": None,
-                    "child_workflow_id": None,
-                    "started_at_epoch_ms": now,
-                    "completed_at_epoch_ms": now,
-                }
-                key = ("workflow_uuid", "function_id")
-                if not self.store.insert_ignoring_conflict(
-                    conn, operation_outputs, step, key, "function_id"
-                ):
+                step = StepRecord(function_id, name, encode(value), None, None)
+                if not self._insert_step(conn, workflow_id, step):
                     raise _StepTaken
                 return value, None
         except _StepTaken:
             earlier = self.store.get_step(workflow_id, function_id)
             assert earlier is not None
             return None, earlier
+
+    def try_wait_step(
+        self,
+        workflow_id: str,
+        function_id: int,
+        name: str,
+        find: Callable[[Connection], str | None],
+        *,
+        final: bool,
+        deadline: StepRecord | None = None,
+    ) -> WaitTry:
+        """One try of a waiting step: run ``find`` and checkpoint what it found, in one transaction.
+
+        When ``find`` finds nothing (and then it must have written nothing) and this is not the
+        ``final`` try, the step is not recorded, so the wait goes on; ``deadline``, the wait's
+        deadline step, is recorded instead. The first try of a wait thus probes, and either
+        finishes the step or starts the wait, in one transaction.
+        """
+        try:
+            with self.db.write() as conn:
+                value = find(conn)
+                if value is None and not final:
+                    earlier_deadline = None
+                    if deadline is not None and not self._insert_step(conn, workflow_id, deadline):
+                        earlier_deadline = self._step_in(conn, workflow_id, deadline.function_id)
+                    return WaitTry(False, earlier_deadline=earlier_deadline)
+                if not self._insert_step(
+                    conn, workflow_id, StepRecord(function_id, name, value, None, None)
+                ):
+                    raise _StepTaken  # roll back what ``find`` took
+                return WaitTry(True, value)
+        except _StepTaken:
+            earlier = self.store.get_step(workflow_id, function_id)
+            assert earlier is not None
+            return WaitTry(True, earlier=earlier)
+
+    def _insert_step(self, conn: Connection, workflow_id: str, step: StepRecord) -> bool:
+        now = self.store.now_ms()
+        row = {
+            "workflow_uuid": workflow_id,
+            "function_id": step.function_id,
+            "function_name": step.function_name,
+            "output": step.output,
+            "error": step.error,
+            "child_workflow_id": step.child_workflow_id,
+            "started_at_epoch_ms": now,
+            "completed_at_epoch_ms": now,
+        }
+        key = ("workflow_uuid", "function_id")
+        return self.store.insert_ignoring_conflict(conn, operation_outputs, row, key, "function_id")
+
+    def _step_in(self, conn: Connection, workflow_id: str, function_id: int) -> StepRecord:
+        row = conn.execute(
+            select(operation_outputs).where(
+                operation_outputs.c.workflow_uuid == workflow_id,
+                operation_outputs.c.function_id == function_id,
+            )
+        ).one()
+        return StepRecord.from_row(row)
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -111,7 +208,21 @@ class MessageStore:
         message: str,
         message_id: str | None,
     ) -> None:
-        """Queue a message; a ``message_id`` already used makes this a no-op (idempotency)."""
+        """Queue a message; a ``message_id`` already used makes this a no-op (idempotency).
+
+        One statement checks the destination, numbers the message, inserts and notifies.
+        """
+        params = {
+            "message_id": message_id or str(uuid.uuid4()),
+            "destination": destination_id,
+            "topic": topic or NO_TOPIC,
+            "message": message,
+            "now": self.store.now_ms(),
+            "wake_key": self.message_key(destination_id, topic),
+        }
+        if conn.execute(self._send_sql, params).first() is not None:
+            return
+        # Nothing inserted: the message ID was used before, or the destination does not exist.
         exists = conn.execute(
             select(workflow_status.c.workflow_uuid).where(
                 workflow_status.c.workflow_uuid == destination_id
@@ -122,21 +233,6 @@ class MessageStore:
                 f"cannot send to workflow {destination_id!r}: no workflow with that ID exists "
                 "(start the workflow first, or check the ID)"
             )
-        seq = conn.execute(
-            select(func.coalesce(func.max(notifications.c.seq), 0)).where(
-                notifications.c.destination_uuid == destination_id
-            )
-        ).scalar_one()
-        row = {
-            "message_id": message_id or str(uuid.uuid4()),
-            "destination_uuid": destination_id,
-            "topic": topic or NO_TOPIC,
-            "message": message,
-            "created_at_epoch_ms": self.store.now_ms(),
-            "seq": int(seq) + 1,
-        }
-        self.store.insert_ignoring_conflict(conn, notifications, row, ("message_id",), "message_id")
-        self._announce(conn, self.message_key(destination_id, topic))
 
     def send_now(
         self, destination_id: str, topic: str | None, message: str, idempotency_key: str | None
@@ -154,38 +250,25 @@ class MessageStore:
 
     def _claim_id(self, conn: Connection, workflow_id: str) -> bool:
         now = self.store.now_ms()
-        inserted = conn.execute(
-            self.store._insert(workflow_status)
-            .values(
-                workflow_uuid=workflow_id,
-                status="SUCCESS",
-                name=SEND_PSEUDO_WORKFLOW,
-                created_at=now,
-                updated_at=now,
-                recovery_attempts=0,
-            )
-            .on_conflict_do_nothing(index_elements=["workflow_uuid"])
-            .returning(workflow_status.c.workflow_uuid)
-        ).first()
-        return inserted is not None
+        row = {
+            "workflow_uuid": workflow_id,
+            "status": "SUCCESS",
+            "name": SEND_PSEUDO_WORKFLOW,
+            "created_at": now,
+            "updated_at": now,
+            "recovery_attempts": 0,
+        }
+        key = ("workflow_uuid",)
+        return self.store.insert_ignoring_conflict(conn, workflow_status, row, key, "workflow_uuid")
 
     def take_message(self, conn: Connection, destination_id: str, topic: str | None) -> str | None:
-        """Remove and return the oldest message of this topic queue, or None."""
-        row = conn.execute(
-            select(notifications.c.message_id, notifications.c.message)
-            .where(
-                notifications.c.destination_uuid == destination_id,
-                notifications.c.topic == (topic or NO_TOPIC),
-            )
-            .order_by(
-                notifications.c.seq, notifications.c.created_at_epoch_ms, notifications.c.message_id
-            )
-            .limit(1)
-        ).first()
-        if row is None:
-            return None
-        conn.execute(delete(notifications).where(notifications.c.message_id == row[0]))
-        return str(row[1])
+        """Remove and return the oldest message of this topic queue, or None.
+
+        On PostgreSQL, a message another transaction took meanwhile is not returned (None).
+        """
+        params = {"destination": destination_id, "topic": topic or NO_TOPIC}
+        value = conn.execute(self._take_sql, params).scalar()
+        return None if value is None else str(value)
 
     def has_message(self, destination_id: str, topic: str | None) -> bool:
         with self.db.read() as conn:
@@ -202,15 +285,13 @@ class MessageStore:
     # -- events -----------------------------------------------------------------------------------
 
     def set_event(self, conn: Connection, workflow_id: str, key: str, value: str) -> None:
-        stmt = self.store._insert(workflow_events).values(
-            workflow_uuid=workflow_id, key=key, value=value
-        )
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["workflow_uuid", "key"], set_={"value": value}
-            )
-        )
-        self._announce(conn, self.event_key(workflow_id, key))
+        params = {
+            "workflow_id": workflow_id,
+            "key": key,
+            "value": value,
+            "wake_key": self.event_key(workflow_id, key),
+        }
+        conn.execute(self._set_event_sql, params).close()
 
     def set_event_now(self, workflow_id: str, key: str, value: str) -> None:
         with self.db.write() as conn:

@@ -302,6 +302,87 @@ def test_concurrent_senders_all_deliver() -> None:
     assert sorted(result(wf_id)) == list(range(20))
 
 
+def test_recv_without_timeout_takes_what_is_there_in_one_step() -> None:
+    wf_id = start_receiver("z", 2, timeout=LONG)
+    DBOS.send(wf_id, "first", "z")
+    DBOS.send(wf_id, "second", "z")
+    assert result(wf_id) == ["first", "second"]
+    no_wait = new_id("rx")
+    with SetWorkflowID(no_wait):
+        assert receiver("z", 1, 0) == [None]
+    assert step_names(no_wait) == ["DBOS.recv"]  # nothing to wait for: no deadline recorded
+
+
+def test_recovered_recv_keeps_its_recorded_deadline(launch: Callable[..., None]) -> None:
+    wf_id = start_receiver("late", 1, timeout=LONG)
+    while "DBOS.deadline" not in step_names(wf_id):
+        time.sleep(0.01)
+    runtime = _runtime()
+    past = runtime.codec.encode(runtime.now_ms() - 1000, "a deadline")
+    with runtime.db.write() as conn:  # as if the process had been down past the deadline
+        conn.execute(
+            update(operation_outputs)
+            .where(
+                operation_outputs.c.workflow_uuid == wf_id,
+                operation_outputs.c.function_name == "DBOS.deadline",
+            )
+            .values(output=past)
+        )
+    DBOS.destroy()  # the waiting recv records nothing; the workflow stays PENDING
+    started = time.monotonic()
+    launch()  # recovery redoes the recv: its deadline has passed, so it does not wait again
+    assert result(wf_id) == [None]
+    assert time.monotonic() - started < LONG / 2
+    assert step_names(wf_id) == ["DBOS.recv", "DBOS.deadline"]
+
+
+def test_racing_takes_of_one_step_consume_one_message_once() -> None:
+    wf_id = start_receiver("never", 1, timeout=LONG)
+    DBOS.send(wf_id, "first", "race")
+    DBOS.send(wf_id, "second", "race")
+    store = messaging.state(_runtime()).store
+    tries: list[Any] = []
+
+    def take() -> None:
+        tries.append(
+            store.try_wait_step(
+                wf_id,
+                1000,
+                "DBOS.recv",
+                lambda conn: store.take_message(conn, wf_id, "race"),
+                final=True,
+            )
+        )
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(t.done for t in tries)
+    recorded = {t.earlier.output if t.earlier is not None else t.value for t in tries}
+    assert [_runtime().codec.decode(v, "message") for v in recorded] == ["first"]
+    assert queued_messages(wf_id) == 1  # the losers' takes rolled back: "second" is still there
+    DBOS.cancel_workflow(wf_id)
+
+
+def test_a_wake_during_the_first_try_is_not_lost() -> None:
+    m = messaging.state(_runtime())
+    key = "test-wake-during-probe"
+    calls: list[float] = []
+
+    def probe() -> bool | None:
+        calls.append(time.monotonic())
+        return True if len(calls) > 1 else None
+
+    with m.watching(key) as waiter:
+        probe()  # finds nothing; a write commits and wakes the key right after
+        m.wake(key)
+        started = time.monotonic()
+        assert m.keep_probing(waiter, probe, LONG, None, probed=True) is True
+    assert time.monotonic() - started < 0.5  # woken, not left to poll
+
+
 # -- events ----------------------------------------------------------------------------------------
 
 
