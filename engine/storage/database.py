@@ -104,22 +104,54 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction, committed on normal exit."""
-        lock = self._write_lock
-        if lock is not None:
-            lock.acquire()
-        try:
+        if not self.is_sqlite:
             with self._translate_errors(), self.engine.begin() as conn:
                 yield conn
-        finally:
-            if lock is not None:
-                lock.release()
+            return
+        with self._sqlite_writer(), self._translate_errors(), self.engine.connect() as conn:
+            # Issued here rather than from a "begin" event: any connection event makes
+            # SQLAlchemy dispatch events around every statement, a third of a step's CPU.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+            conn.commit()
+
+    @contextlib.contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection on which each statement commits by itself.
+
+        For writes that are a single statement: on PostgreSQL it saves the BEGIN and COMMIT
+        round trips of ``write()``, a third of a step's time there.
+        """
+        if self.is_sqlite:
+            # The sqlite3 module runs with isolation_level=None: autocommit already.
+            with self._sqlite_writer(), self._translate_errors(), self.engine.connect() as conn:
+                yield conn
+            return
+        with self._translate_errors(), self.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            driver.autocommit = True  # type: ignore[union-attr]
+            try:
+                yield conn
+            finally:
+                if not conn.invalidated:
+                    driver.autocommit = False  # type: ignore[union-attr]
+
+    @contextlib.contextmanager
+    def _sqlite_writer(self) -> Iterator[None]:
+        """This process's SQLite writers take turns, instead of spinning in the busy handler."""
+        lock = self._write_lock
+        if lock is None:
+            yield
+            return
+        with lock:
+            yield
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction (deferred on SQLite, so it never blocks the writer)."""
         with self._translate_errors(), self.engine.connect() as conn:
             if self.is_sqlite:
-                conn = conn.execution_options(keeptime_read=True)
+                conn.exec_driver_sql("BEGIN")
             yield conn
             conn.rollback()
 
@@ -157,13 +189,6 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         _enable_wal(cur)
         cur.execute("PRAGMA synchronous=FULL")
         cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        if conn.get_execution_options().get("keeptime_read"):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _ping_idle_connections(engine: Engine) -> None:

@@ -203,7 +203,8 @@ class SystemStore:
         Returns (created, row as stored). The ID is the idempotency key: a second insert with the
         same ID changes nothing and returns the first row.
         """
-        with self.db.write() as conn:
+        single = parent_step is None or parent_id is None
+        with self.db.autocommit() if single else self.db.write() as conn:
             try:
                 inserted = self.insert_ignoring_conflict(
                     conn, workflow_status, row.values(), ("workflow_uuid",), "workflow_uuid"
@@ -252,30 +253,50 @@ class SystemStore:
 
     @retry_on_connection_loss
     def record_step(self, workflow_id: str, step: StepRecord, started_ms: int | None) -> StepWrite:
-        """Checkpoint a step. If another execution recorded it first, its record wins."""
-        with self.db.write() as conn:
-            won = self._insert_step(conn, workflow_id, step, started_ms)
-            earlier = None
-            if not won:
-                earlier_row = conn.execute(
-                    select(operation_outputs).where(
-                        operation_outputs.c.workflow_uuid == workflow_id,
-                        operation_outputs.c.function_id == step.function_id,
-                    )
-                ).one()
-                earlier = StepRecord.from_row(earlier_row)
+        """Checkpoint a step. If another execution recorded it first, its record wins.
+
+        One statement (inserting and reading the workflow's status back), committed by itself.
+        """
+        values = self._step_values(workflow_id, step, started_ms)
+        with self.db.autocommit() as conn:
+            recorded = conn.execute(self._record_step_statement(), values).first()
+        if recorded is not None:
+            return StepWrite(recorded[0], None)
+        with self.db.read() as conn:
+            earlier_row = conn.execute(
+                select(operation_outputs).where(
+                    operation_outputs.c.workflow_uuid == workflow_id,
+                    operation_outputs.c.function_id == step.function_id,
+                )
+            ).one()
             status = conn.execute(
                 select(workflow_status.c.status).where(
                     workflow_status.c.workflow_uuid == workflow_id
                 )
             ).scalar()
-            return StepWrite(status, earlier)
+        return StepWrite(status, StepRecord.from_row(earlier_row))
 
-    def _insert_step(
-        self, conn: Connection, workflow_id: str, step: StepRecord, started_ms: int | None = None
-    ) -> bool:
+    def _record_step_statement(self) -> TextClause:
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING the workflow's current status."""
+        stmt = self._statements.get(("record_step",))
+        if stmt is None:
+            columns = tuple(self._step_values("", StepRecord(0, "", None, None, None), 0))
+            insert = self._build_insert_ignoring(
+                operation_outputs, columns, ("workflow_uuid", "function_id"), "function_id"
+            ).text
+            status = (
+                f'(SELECT "status" FROM {self._table_name(workflow_status)} '
+                'WHERE "workflow_uuid" = :workflow_uuid)'
+            )
+            stmt = text(insert.replace('RETURNING "function_id"', f"RETURNING {status}"))
+            self._statements[("record_step",)] = stmt
+        return stmt
+
+    def _step_values(
+        self, workflow_id: str, step: StepRecord, started_ms: int | None = None
+    ) -> dict[str, Any]:
         now = self.now_ms()
-        values = {
+        return {
             "workflow_uuid": workflow_id,
             "function_id": step.function_id,
             "function_name": step.function_name,
@@ -285,6 +306,11 @@ class SystemStore:
             "started_at_epoch_ms": started_ms if started_ms is not None else now,
             "completed_at_epoch_ms": now,
         }
+
+    def _insert_step(
+        self, conn: Connection, workflow_id: str, step: StepRecord, started_ms: int | None = None
+    ) -> bool:
+        values = self._step_values(workflow_id, step, started_ms)
         key = ("workflow_uuid", "function_id")
         return self.insert_ignoring_conflict(conn, operation_outputs, values, key, "function_id")
 
@@ -312,7 +338,7 @@ class SystemStore:
         self, workflow_id: str, status: str, output: str | None, error: str | None
     ) -> bool:
         """Finish a PENDING workflow. A workflow cancelled meanwhile stays CANCELLED."""
-        with self.db.write() as conn:
+        with self.db.autocommit() as conn:
             result = conn.execute(
                 _COMPLETE, _completion_params(workflow_id, status, output, error, self.now_ms())
             )
@@ -538,8 +564,7 @@ class SystemStore:
         unknown = [c for c in (*columns, *conflict, returning) if c not in table.c]
         if unknown:
             raise ValueError(f"table {table.name} has no column(s) {unknown}")
-        schema = self.db.schema
-        name = f'"{table.name}"' if schema is None else f'"{schema}"."{table.name}"'
+        name = self._table_name(table)
         cols = ", ".join(f'"{c}"' for c in columns)
         params = ", ".join(f":{c}" for c in columns)
         target = ", ".join(f'"{c}"' for c in conflict)
@@ -547,6 +572,10 @@ class SystemStore:
             f"INSERT INTO {name} ({cols}) VALUES ({params}) "
             f'ON CONFLICT ({target}) DO NOTHING RETURNING "{returning}"'
         )
+
+    def _table_name(self, table: Table) -> str:
+        schema = self.db.schema
+        return f'"{table.name}"' if schema is None else f'"{schema}"."{table.name}"'
 
     def _insert(self, table: Table) -> Any:
         stmt: Insert = sqlite.insert(table) if self.db.is_sqlite else postgresql.insert(table)
