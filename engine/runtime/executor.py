@@ -40,7 +40,7 @@ from engine.serialization import Codec
 from engine.storage.database import Database, parse_database_url
 from engine.storage.executors import ExecutorStore
 from engine.storage.migrations import migrate_system_database
-from engine.storage.store import SystemStore, WorkflowOutcome, WorkflowRow
+from engine.storage.store import StepRecord, SystemStore, WorkflowOutcome, WorkflowRow
 
 logger = logging.getLogger("keeptime.engine")
 
@@ -484,8 +484,11 @@ class Runtime:
                     ctx.cancel_event.set()
         return cancelled
 
-    def execute_existing(self, row: WorkflowRow) -> bool:
-        """Run a PENDING workflow from its row, replaying recorded steps. False if unknown."""
+    def execute_existing(
+        self, row: WorkflowRow, recorded: dict[int, StepRecord] | None = None
+    ) -> bool:
+        """Run a PENDING workflow from its row, replaying recorded steps (``recorded``, when the
+        caller loaded them already). False if its function or instance is unknown here."""
         fn = REGISTRY.find(row.name)
         if fn is None or fn.kind != "workflow":
             logger.warning(
@@ -506,7 +509,8 @@ class Runtime:
                 )
                 return False
         inputs = self.codec.decode_inputs(row.inputs)
-        recorded = self.store.load_steps(row.workflow_uuid)
+        if recorded is None:
+            recorded = self.store.load_steps(row.workflow_uuid)
         self.submit(
             row.workflow_uuid,
             fn,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from engine.runtime.registry import REGISTRY
 from engine.storage.queues import ClaimLimits, QueueStore
-from engine.storage.store import WorkflowRow
+from engine.storage.store import StepRecord, WorkflowRow
 
 if TYPE_CHECKING:
     from engine.queue import Queue
@@ -118,13 +118,15 @@ class QueueWorker:
         if result.retry_at_ms is not None:
             wait_s = max(0.0, (result.retry_at_ms - self.runtime.now_ms()) / 1000)
             self.due[queue.name] = min(self.due[queue.name], time.monotonic() + wait_s)
-        return sum(1 for row in result.rows if self._start(row))
+        # One query for the recorded steps of the whole claim (forked or requeued work has some).
+        recorded = self.runtime.store.load_steps_of([row.workflow_uuid for row in result.rows])
+        return sum(1 for row in result.rows if self._start(row, recorded[row.workflow_uuid]))
 
-    def _start(self, row: WorkflowRow) -> bool:
+    def _start(self, row: WorkflowRow, recorded: dict[int, StepRecord]) -> bool:
         _register_step_workflow(row.name)
         try:
             self.running.add(row.workflow_uuid)
-            if self.runtime.execute_existing(row):
+            if self.runtime.execute_existing(row, recorded):
                 return True
         except Exception:
             logger.exception("cannot start queued workflow %s", row.workflow_uuid)

@@ -323,6 +323,22 @@ class SystemStore:
         return {r._mapping["function_id"]: StepRecord.from_row(r) for r in rows}
 
     @retry_on_connection_loss
+    def load_steps_of(self, workflow_ids: Sequence[str]) -> dict[str, dict[int, StepRecord]]:
+        """``load_steps`` for many workflows in one query (every ID gets an entry)."""
+        found: dict[str, dict[int, StepRecord]] = {wf_id: {} for wf_id in workflow_ids}
+        if not workflow_ids:
+            return found
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(operation_outputs).where(
+                    operation_outputs.c.workflow_uuid.in_(list(workflow_ids))
+                )
+            ).all()
+        for r in rows:
+            found[r._mapping["workflow_uuid"]][r._mapping["function_id"]] = StepRecord.from_row(r)
+        return found
+
+    @retry_on_connection_loss
     def get_step(self, workflow_id: str, function_id: int) -> StepRecord | None:
         with self.db.read() as conn:
             row = conn.execute(
