@@ -6,10 +6,12 @@ path costs one durable commit per step plus two per workflow (start and finish).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ParamSpec, TypeVar
 
@@ -31,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from engine.error import DBOSConnectionLostError, DBOSQueueDeduplicatedError
+from engine.error import DBOSConnectionLostError, DBOSQueueDeduplicatedError, DBOSStorageError
 from engine.storage.database import Database
 from engine.storage.schema import operation_outputs, workflow_status
 
@@ -150,6 +152,12 @@ _COMPLETE = (
 )
 
 
+def _sqlite_driver(conn: Connection) -> sqlite3.Connection:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
+
+
 def _completion_params(
     workflow_id: str, status: str, output: str | None, error: str | None, now_ms: int
 ) -> dict[str, Any]:
@@ -259,7 +267,7 @@ class SystemStore:
         """
         values = self._step_values(workflow_id, step, started_ms)
         with self.db.autocommit() as conn:
-            recorded = conn.execute(self._record_step_statement(), values).first()
+            recorded = self._first_row(conn, self._record_step_statement(), values)
         if recorded is not None:
             return StepWrite(recorded[0], None)
         with self.db.read() as conn:
@@ -291,6 +299,49 @@ class SystemStore:
             stmt = text(insert.replace('RETURNING "function_id"', f"RETURNING {status}"))
             self._statements[("record_step",)] = stmt
         return stmt
+
+    def _complete_text(self) -> TextClause:
+        stmt = self._statements.get(("complete",))
+        if stmt is None:
+            stmt = text(
+                f"UPDATE {self._table_name(workflow_status)} SET "
+                '"status" = :new_status, "output" = :new_output, "error" = :new_error, '
+                '"deduplication_id" = NULL, "updated_at" = :now_ms '
+                """WHERE "workflow_uuid" = :target_id AND "status" = 'PENDING'"""
+            )
+            self._statements[("complete",)] = stmt
+        return stmt
+
+    # On SQLite the two statements of every step and workflow go to the driver directly:
+    # SQLAlchemy's per-statement work (execution context, result object) costs more than the
+    # statement. Same SQL text; errors become DBOSStorageError as through SQLAlchemy.
+
+    def _first_row(
+        self, conn: Connection, stmt: TextClause, params: Mapping[str, Any]
+    ) -> tuple[Any, ...] | None:
+        if not self.db.is_sqlite:
+            row = conn.execute(stmt, dict(params)).first()
+            return None if row is None else tuple(row)
+        with self._driver_errors(stmt):
+            found: tuple[Any, ...] | None = (
+                _sqlite_driver(conn).execute(stmt.text, params).fetchone()
+            )
+            return found
+
+    def _driver_rowcount(
+        self, conn: Connection, stmt: TextClause, params: Mapping[str, Any]
+    ) -> int:
+        with self._driver_errors(stmt):
+            return int(_sqlite_driver(conn).execute(stmt.text, params).rowcount)
+
+    @contextlib.contextmanager
+    def _driver_errors(self, stmt: TextClause) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(stmt.text, None, exc) from exc  # as SQLAlchemy would raise it
+        except sqlite3.Error as exc:
+            raise DBOSStorageError(f"database error on {self.db.db_url.masked}: {exc}") from exc
 
     def _step_values(
         self, workflow_id: str, step: StepRecord, started_ms: int | None = None
@@ -354,11 +405,11 @@ class SystemStore:
         self, workflow_id: str, status: str, output: str | None, error: str | None
     ) -> bool:
         """Finish a PENDING workflow. A workflow cancelled meanwhile stays CANCELLED."""
+        params = _completion_params(workflow_id, status, output, error, self.now_ms())
         with self.db.autocommit() as conn:
-            result = conn.execute(
-                _COMPLETE, _completion_params(workflow_id, status, output, error, self.now_ms())
-            )
-            return bool(result.rowcount)
+            if self.db.is_sqlite:
+                return self._driver_rowcount(conn, self._complete_text(), params) > 0
+            return bool(conn.execute(_COMPLETE, params).rowcount)
 
     @retry_on_connection_loss
     def complete_workflows(self, outcomes: Sequence[WorkflowOutcome]) -> set[str]:
@@ -572,7 +623,7 @@ class SystemStore:
         if stmt is None:
             stmt = self._build_insert_ignoring(table, tuple(values), conflict_columns, returning)
             self._statements[shape] = stmt
-        return conn.execute(stmt, dict(values)).first() is not None
+        return self._first_row(conn, stmt, values) is not None
 
     def _build_insert_ignoring(
         self, table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str
