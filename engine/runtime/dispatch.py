@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 logger = logging.getLogger("keeptime.engine")
 
 #: Drainers started without waiting: enough to overlap one run's commit with another's work.
-CORE_DRAINERS = 4
+CORE_DRAINERS = 3
 #: A drainer on the same run this long counts as stuck, and a waiting run gets another drainer.
 GROW_AFTER_SECONDS = 0.05
 

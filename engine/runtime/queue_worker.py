@@ -1,20 +1,25 @@
 """The queue worker: one thread per process that claims queued workflows and runs them.
 
-It wakes when this process enqueues work or finishes a workflow (which may free a concurrency
-slot), when a rate-limit window is due to free a slot, and otherwise polls each queue every
-``polling_interval_sec`` (the backstop for work enqueued or finished by other processes). An idle
-poll is one cheap read for all queues, never a write transaction.
+It wakes when this process enqueues work or finishes a queued workflow (which may free a
+concurrency slot), on PostgreSQL when any process enqueues (a trigger NOTIFYs), when a rate-limit
+window is due to free a slot, and otherwise polls each queue every ``polling_interval_sec`` (the
+backstop for lost notifications, SQLite, and slots freed by other processes). An idle poll is one
+cheap read for all queues, never a write transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from engine.runtime.registry import REGISTRY
+from engine.runtime.wakeups import Waiter
+from engine.storage.migrations import QUEUE_WAKEUP_PREFIX
 from engine.storage.queues import ClaimLimits, QueueStore
 from engine.storage.store import StepRecord, WorkflowRow
 
@@ -74,6 +79,24 @@ class QueueWorker:
             self.event.set()
 
     def run(self) -> None:
+        with self._woken_by_other_processes():
+            self._loop()
+
+    @contextlib.contextmanager
+    def _woken_by_other_processes(self) -> Iterator[None]:
+        """On PostgreSQL every enqueue NOTIFYs (a trigger does it); polling stays the backstop."""
+        if self.runtime.db.is_sqlite:
+            yield
+            return
+        from engine.runtime import messaging
+
+        wakeups = messaging.state(self.runtime)
+        key = QUEUE_WAKEUP_PREFIX + (self.runtime.db.schema or "")
+        with wakeups.hub.watching(key, Waiter(event=self.event)):
+            wakeups.ensure_listening()
+            yield
+
+    def _loop(self) -> None:
         try:
             while not self.runtime.stopping.is_set():
                 # Clear before polling: a wake-up that arrives during the poll is not lost.

@@ -35,9 +35,11 @@ RECONNECT_MAX_SECONDS = 5.0
 class Waiter:
     """One pending wait, woken from any thread. Sync waits block; async waits never hold one."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop | None = None, event: threading.Event | None = None
+    ) -> None:
         self._loop = loop
-        self._event = threading.Event()
+        self._event = event if event is not None else threading.Event()
         self._async_event = asyncio.Event() if loop is not None else None
 
     def fire(self) -> None:

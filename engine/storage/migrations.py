@@ -13,10 +13,47 @@ from sqlalchemy import Connection, MetaData, inspect, select, text
 
 from engine.error import DBOSSchemaVersionError
 from engine.storage.database import Database
+from engine.storage.messages import WAKEUP_CHANNEL
 from engine.storage.schema import SCHEMA_VERSION, app_metadata, metadata, schema_version
 
+# The NOTIFY payload that wakes the queue workers of one schema (see install_enqueue_notify).
+QUEUE_WAKEUP_PREFIX = "queues:"
+_NOTIFY_FUNCTION = "keeptime_notify_enqueued"
+
+
+def install_enqueue_notify(db: Database, conn: Connection) -> None:
+    """On PostgreSQL, NOTIFY the queue workers whenever a row becomes ENQUEUED.
+
+    A trigger covers every way work gets enqueued (the app, DBOSClient in another process,
+    resume, fork, a debounce window closing), so no writer can forget the wake-up; PostgreSQL
+    folds identical notifications of one transaction into one.
+    """
+    if db.is_sqlite:
+        return
+    schema = db.schema
+    payload = QUEUE_WAKEUP_PREFIX + (schema or "")
+    conn.execute(
+        text(
+            f'CREATE OR REPLACE FUNCTION "{schema}".{_NOTIFY_FUNCTION}() RETURNS trigger '
+            "LANGUAGE plpgsql AS $$ BEGIN "
+            f"PERFORM pg_notify('{WAKEUP_CHANNEL}', '{payload}'); RETURN NULL; END $$"
+        )
+    )
+    conn.execute(text(f'DROP TRIGGER IF EXISTS keeptime_enqueued ON "{schema}"."workflow_status"'))
+    conn.execute(
+        text(
+            f'CREATE TRIGGER keeptime_enqueued AFTER INSERT OR UPDATE OF "status" '
+            f'ON "{schema}"."workflow_status" FOR EACH ROW '
+            """WHEN (NEW."status" = 'ENQUEUED') """
+            f'EXECUTE FUNCTION "{schema}".{_NOTIFY_FUNCTION}()'
+        )
+    )
+
+
 # version -> step that upgrades a database from version-1 to version.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[Database, Connection], None]] = {
+    2: install_enqueue_notify,
+}
 
 _ADVISORY_LOCK_KEY = 0x6B65_6570_7469_6D65 & 0x7FFF_FFFF_FFFF_FFFF  # "keeptime"
 
@@ -28,6 +65,7 @@ def migrate_system_database(db: Database) -> int:
         found = _current_version(db, conn)
         if found is None:
             metadata.create_all(conn)
+            install_enqueue_notify(db, conn)
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
             return 0
         if found > SCHEMA_VERSION:
@@ -37,7 +75,7 @@ def migrate_system_database(db: Database) -> int:
                 "point it at another database)"
             )
         for version in range(found + 1, SCHEMA_VERSION + 1):
-            MIGRATIONS[version](conn)
+            MIGRATIONS[version](db, conn)
             conn.execute(schema_version.update().values(version=version))
         return found
 
@@ -53,6 +91,8 @@ def drop_system_tables(db: Database) -> None:
     with db.write() as conn:
         _lock_and_create_schema(db, conn)
         _drop_all(metadata, conn)
+        if not db.is_sqlite:
+            conn.execute(text(f'DROP FUNCTION IF EXISTS "{db.schema}".{_NOTIFY_FUNCTION}()'))
 
 
 def drop_application_tables(db: Database) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 SCHEMA_PLACEHOLDER = "dbos"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the enqueue NOTIFY trigger (PostgreSQL)
 
 metadata = MetaData(schema=SCHEMA_PLACEHOLDER)
 

@@ -150,3 +150,25 @@ def test_dispatcher_with_tiny_pools_runs_everything(max_threads: int) -> None:
             assert done.acquire(timeout=WAIT)
     finally:
         pool.shutdown()
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_upgrading_a_version_1_database_installs_the_enqueue_trigger(db_url: str) -> None:
+    from sqlalchemy import text
+
+    from engine.storage.schema import SCHEMA_VERSION, schema_version
+
+    store = _store(db_url)
+    try:
+        with store.db.write() as conn:  # back to how version 1 left it
+            conn.execute(text('DROP TRIGGER keeptime_enqueued ON "dbos"."workflow_status"'))
+            conn.execute(schema_version.update().values(version=1))
+        assert migrate_system_database(store.db) == 1
+        with store.db.read() as conn:
+            triggers = conn.execute(
+                text("SELECT tgname FROM pg_trigger WHERE tgname = 'keeptime_enqueued'")
+            ).all()
+            version = conn.execute(schema_version.select()).scalar()
+        assert len(triggers) == 1 and version == SCHEMA_VERSION == 2
+    finally:
+        store.db.dispose()

@@ -569,3 +569,38 @@ def _drain_in_processes(db_url: str, items: int, processes: int) -> None:
     assert {r[1] for r in runs} == {f"w{n}" for n in range(processes)}  # both processes took part
     assert running == 0
     assert peak == queue_mp_app.CONCURRENCY
+
+
+notify_queue = Queue("notify-q", polling_interval_sec=120.0)
+
+
+@DBOS.workflow()
+def notified(tag: str) -> str:
+    return f"ran {tag}"
+
+
+@pytest.mark.usefixtures("dbos")
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_enqueue_from_another_process_wakes_the_worker_via_notify(db_url: str) -> None:
+    """The queue polls every 120 s; a run well before that proves the NOTIFY reached us."""
+    from engine.runtime import messaging
+
+    listener = messaging.state(_runtime()).listener
+    assert listener is not None and listener.connected.wait(30), "the queue worker never listened"
+    enqueue = (
+        "import sys; from engine import DBOSClient; "
+        "c = DBOSClient(system_database_url=sys.argv[1]); "
+        "c.enqueue({'queue_name': 'notify-q', 'workflow_name': sys.argv[2], "
+        "'workflow_id': 'notified-1'}, 'x'); c.destroy()"
+    )
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-c", enqueue, db_url, notified.__qualname__],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=True,
+        timeout=60,
+    )
+    started = time.monotonic()
+    assert DBOS.retrieve_workflow("notified-1").get_result() == "ran x"
+    assert time.monotonic() - started < 60
