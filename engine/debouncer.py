@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -17,13 +18,14 @@ from engine.core.debounce import check_max_wait, check_period, seconds_to_ms
 from engine.error import DBOSInvalidArgumentError
 from engine.handles import WorkflowHandle, WorkflowHandleAsync
 from engine.serialization import Codec
-from engine.storage.debounce import DEBOUNCE_HOLD_QUEUE, DebounceCall, DebounceStore, Window
-from engine.storage.store import SystemStore, WorkflowRow
+from engine.storage.debounce import DebounceCall, DebounceStore, Window
+from engine.storage.store import SystemStore
 
 if TYPE_CHECKING:
     from engine.client import DBOSClient
     from engine.queue import Queue
     from engine.runtime.executor import Runtime
+    from engine.runtime.scheduler import Scheduler
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,23 +59,15 @@ def debounce_with_store(
         raise DBOSInvalidArgumentError(
             f"workflow_name must be a non-empty string, got {workflow_name!r}"
         )
-    now = store.now_ms()
-    held = WorkflowRow(
-        workflow_uuid=str(uuid.uuid4()),
-        status="ENQUEUED",
-        name=workflow_name,
-        inputs=codec.encode_inputs(workflow_name, tuple(args), dict(kwargs or {})),
-        created_at=now,
-        updated_at=now,
-        queue_name=DEBOUNCE_HOLD_QUEUE,
-    )
     call = DebounceCall(
         namespace=namespace or workflow_name,
         key=key,
         period_ms=seconds_to_ms(period),
         max_wait_ms=None if max_wait is None else seconds_to_ms(max_wait),
         queue_name=queue_name,
-        held=held,
+        workflow_name=workflow_name,
+        inputs=codec.encode_inputs(workflow_name, tuple(args), dict(kwargs or {})),
+        new_workflow_id=str(uuid.uuid4()),
     )
     return DebounceStore(store).debounce(call)
 
@@ -106,11 +100,46 @@ def debounce_by_name(
 
 
 def _debounce_here(runtime: Runtime, **call: Any) -> str:
+    window = debounce_with_store(runtime.store, runtime.codec, **call)
+    _arm_timer(runtime, window)
+    return window.workflow_id
+
+
+# The deadline of the timer this process last armed for each window (by its workflow ID), per
+# scheduler. A call that moves the deadline later needs no timer of its own while that one is still
+# pending: when it fires early, the scheduler re-arms it at the stored deadline. Without this, every
+# call on a hot key would add a timer, and each would cost a write transaction when it fires.
+_ARMED: weakref.WeakKeyDictionary[Scheduler, dict[str, int]] = weakref.WeakKeyDictionary()
+_ARMED_LIMIT = 10_000
+
+
+def _arm_timer(runtime: Runtime, window: Window) -> None:
+    """Have the local scheduler fire ``window`` at its deadline (called after the commit)."""
     from engine.runtime.scheduler import get_scheduler
 
-    window = debounce_with_store(runtime.store, runtime.codec, **call)
-    get_scheduler(runtime).debounce_timer(window.namespace, window.key, window.fire_at_ms)
-    return window.workflow_id
+    scheduler = get_scheduler(runtime)
+    armed = _ARMED.get(scheduler)
+    if armed is None:
+        armed = _ARMED.setdefault(scheduler, {})
+    now = runtime.now_ms()
+    pending = armed.get(window.workflow_id)
+    # A timer due at or before ``now`` may have fired already, and been re-armed for a deadline
+    # later than this call's (a shorter period than the last call's): it does not count.
+    if pending is not None and now < pending <= window.fire_at_ms:
+        return
+    scheduler.debounce_timer(window.namespace, window.key, window.fire_at_ms)
+    if len(armed) >= _ARMED_LIMIT:
+        _forget_fired(armed, now)
+    armed[window.workflow_id] = window.fire_at_ms
+
+
+def _forget_fired(armed: dict[str, int], now_ms: int) -> None:
+    """Drop the timers that already fired; forgetting one only costs a redundant timer later."""
+    for workflow_id, at in list(armed.items()):
+        if at <= now_ms:
+            armed.pop(workflow_id, None)
+    if len(armed) >= _ARMED_LIMIT:
+        armed.clear()
 
 
 class Debouncer(Generic[P, R]):

@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 import engine.dbos
 from engine import DBOS, DBOSClient, Debouncer, DebouncerClient, Queue
-from engine.debouncer import debounce_by_name
-from engine.error import DBOSInvalidArgumentError
+from engine.debouncer import _forget_fired, debounce_by_name
+from engine.error import DBOSConnectionLostError, DBOSInvalidArgumentError, DBOSStorageError
 from engine.runtime.executor import Runtime
 from engine.runtime.scheduler import get_scheduler
-from engine.storage.debounce import DebounceStore
+from engine.storage.debounce import DEBOUNCE_HOLD_QUEUE, DebounceStore
+from engine.storage.schema import debounce_windows, workflow_status
 from tests.engine.scheduling_worker import logged_debounce
-from tests.engine.test_scheduler import FakeClock
+from tests.engine.test_connection_loss import kill_other_connections
+from tests.engine.test_scheduler import FakeClock, wait_until
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
@@ -125,6 +132,139 @@ def test_client_debounce_runs_in_the_launched_process(clock: FakeClock, db_url: 
         assert DBOS.retrieve_workflow(handle.workflow_id).get_result() == "FROM-CLIENT"
     finally:
         client.destroy()
+
+
+def test_a_call_after_the_run_was_cancelled_opens_a_new_window(clock: FakeClock) -> None:
+    debouncer = Debouncer.create(debounced)
+    first = debouncer.debounce("cancelled", 10, "a")
+    DBOS.cancel_workflow(first.workflow_id)
+    second = debouncer.debounce("cancelled", 10, "b")
+    assert second.workflow_id != first.workflow_id
+    assert open_windows() == 1
+    advance(clock, 11)
+    assert second.get_result() == "B"
+    assert first.get_status().status == "CANCELLED"
+    assert CALLS == ["b"]
+
+
+def debounce_timers(key: str) -> list[float]:
+    """When the scheduler's timers for ``key`` are due (epoch seconds of the fake clock)."""
+    return sorted(
+        t.at for t in list(get_scheduler()._heap) if t.kind == "debounce" and t.key[1] == key
+    )
+
+
+def test_a_shorter_period_after_an_early_timer_fires_on_time(clock: FakeClock) -> None:
+    debouncer = Debouncer.create(debounced)
+    handle = debouncer.debounce("short", 10, "a")  # deadline +10: a timer for it
+    advance(clock, 5)
+    debouncer.debounce("short", 10, "b")  # deadline +15: the pending timer covers it
+    assert debounce_timers("short") == [clock.now + 5]
+    advance(clock, 6)  # +11: that timer fires early and is re-armed for +15
+    wait_until(lambda: debounce_timers("short") == [clock.now + 4])
+    debouncer.debounce("short", 1, "c")  # deadline +12, before the re-armed timer
+    assert clock.now + 1 in debounce_timers("short")
+    advance(clock, 1.5)
+    assert handle.get_result() == "C"
+    assert CALLS == ["c"]
+
+
+def test_calls_on_one_key_arm_one_timer(clock: FakeClock) -> None:
+    debouncer = Debouncer.create(debounced)
+    for i in range(20):
+        debouncer.debounce("hot", 10, f"v{i}")
+    assert debounce_timers("hot") == [clock.now + 10]
+    advance(clock, 11)
+    wait_until(lambda: CALLS == ["v19"], timeout=10)
+
+
+def test_simultaneous_first_calls_share_one_window(clock: FakeClock) -> None:
+    debouncer = Debouncer.create(debounced)
+    keys = [f"race-{n}" for n in range(5)]
+    barrier = threading.Barrier(6)
+
+    def call(key: str, value: str) -> str:
+        barrier.wait(timeout=10)
+        return debouncer.debounce(key, 10, value).workflow_id
+
+    with ThreadPoolExecutor(6) as pool:
+        for key in keys:
+            ids = set(pool.map(call, [key] * 6, [f"{key}:{i}" for i in range(6)]))
+            assert len(ids) == 1
+    assert open_windows() == len(keys)
+    advance(clock, 11)
+    wait_until(lambda: len(CALLS) == len(keys), timeout=20)
+    assert sorted(c.split(":")[0] for c in CALLS) == keys
+
+
+def test_a_call_waiting_for_a_concurrent_first_call_joins_its_window(clock: FakeClock) -> None:
+    """The first call's transaction commits while the second waits for its window row: the
+    second must join that window (on PostgreSQL its statement cannot see the new workflow)."""
+    runtime = get_scheduler().runtime
+    now = runtime.now_ms()
+    held = {
+        "workflow_uuid": "first-call",
+        "status": "ENQUEUED",
+        "name": "debounced",
+        "inputs": runtime.codec.encode_inputs("debounced", ("first",), {}),
+        "created_at": now,
+        "updated_at": now,
+        "recovery_attempts": 0,
+        "queue_name": DEBOUNCE_HOLD_QUEUE,
+    }
+    window = {
+        "namespace": "debounced",
+        "debounce_key": "waiting",
+        "workflow_id": "first-call",
+        "first_call_ms": now,
+        "fire_at_ms": now + 10_000,
+    }
+    with ThreadPoolExecutor(1) as pool:
+        with runtime.store.db.engine.begin() as other:
+            other.execute(insert(workflow_status).values(**held))
+            other.execute(insert(debounce_windows).values(**window))
+            second = pool.submit(debounce_by_name, "debounced", "waiting", 10, args=("second",))
+            time.sleep(0.5)  # the second call now waits for the uncommitted window
+        assert second.result(timeout=30) == "first-call"
+    assert open_windows() == 1
+    advance(clock, 11)
+    assert DBOS.retrieve_workflow("first-call").get_result() == "SECOND"
+
+
+def test_a_database_error_is_the_engines_and_leaves_the_pool_usable(
+    clock: FakeClock, db_url: str
+) -> None:
+    debouncer = Debouncer.create(debounced)
+    if db_url.startswith("postgresql"):
+        with pytest.raises(DBOSStorageError, match="NUL"):
+            debouncer.debounce("nul\x00key", 1, "x")  # PostgreSQL text cannot hold NUL
+    else:
+        debouncer.debounce("nul\x00key", 1, "x")
+    handles = [debouncer.debounce("after", 1, v) for v in ("p", "q")]
+    assert handles[0].workflow_id == handles[1].workflow_id
+    advance(clock, 2)
+    assert handles[0].get_result() == "Q"
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_after_the_connections_are_killed_the_next_call_reconnects(
+    clock: FakeClock, db_url: str
+) -> None:
+    debouncer = Debouncer.create(debounced)
+    first = debouncer.debounce("lost", 10, "a")
+    assert kill_other_connections(db_url) >= 1
+    with contextlib.suppress(DBOSConnectionLostError):
+        debouncer.debounce("lost", 10, "b")  # may find a dead pooled connection
+    again = debouncer.debounce("lost", 10, "c")  # not the next dead one
+    assert again.workflow_id == first.workflow_id
+    advance(clock, 11)
+    assert again.get_result() == "C"
+
+
+def test_forgetting_fired_timers() -> None:
+    armed = {"fired": 5, "due-now": 10, "pending": 20}
+    _forget_fired(armed, 10)
+    assert armed == {"pending": 20}
 
 
 @pytest.mark.parametrize(
