@@ -4,7 +4,7 @@ A thread per run is what a plain thread pool gives a burst (a thousand ticks of 
 would make a thousand threads). Here runs wait in one line, served by a few "drainer" tasks on
 the runtime's pool; another drainer joins only when every drainer has been on its current run
 for a while (a long workflow, a sleep, a slow HTTP call), so short runs share a handful of
-threads and long ones still never wait behind each other for more than ``GROW_AFTER_SECONDS``.
+threads, and runs waiting behind long ones get threads of their own after ``GROW_AFTER_SECONDS``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ logger = logging.getLogger("keeptime.engine")
 #: Drainers started without waiting: enough to overlap one run's commit with another's work.
 CORE_DRAINERS = 3
 #: A drainer on the same run this long counts as stuck, and a waiting run gets another drainer.
-GROW_AFTER_SECONDS = 0.05
+GROW_AFTER_SECONDS = 0.03
 
 
 class RunDispatcher:
@@ -83,7 +83,8 @@ class RunDispatcher:
                 logger.exception("a workflow run failed outside its own error handling")
 
     def _watch_for_stuck(self) -> None:
-        """While runs wait, join as a drainer once every drainer is stuck on a long run."""
+        """While runs wait, add drainers once every drainer is stuck on a long run: one per
+        waiting run (they are likely long too, and none should wait behind the others)."""
         while True:
             time.sleep(GROW_AFTER_SECONDS)
             with self._lock:
@@ -92,6 +93,9 @@ class RunDispatcher:
                     return
                 if self._all_stuck() and self._drainers < self._max:
                     self._standby = False
-                    self._drainers += 1
+                    extra = min(len(self._ready), self._max - self._drainers)
+                    self._drainers += extra
                     break
+        for _ in range(extra - 1):
+            self._pool.submit(self._drain)
         self._drain()

@@ -13,7 +13,9 @@ from sqlalchemy import Connection, MetaData, inspect, select, text
 
 from engine.error import DBOSSchemaVersionError
 from engine.storage.database import Database
+from engine.storage.debounce import DEBOUNCE_HOLD_QUEUE
 from engine.storage.messages import WAKEUP_CHANNEL
+from engine.storage.schedules import HOLD_QUEUE_PREFIX
 from engine.storage.schema import SCHEMA_VERSION, app_metadata, metadata, schema_version
 
 # The NOTIFY payload that wakes the queue workers of one schema (see install_enqueue_notify).
@@ -40,14 +42,22 @@ def install_enqueue_notify(db: Database, conn: Connection) -> None:
         )
     )
     conn.execute(text(f'DROP TRIGGER IF EXISTS keeptime_enqueued ON "{schema}"."workflow_status"'))
+    # Rows parked on hold queues (debounce windows, buffered ticks) wait for the scheduler, not
+    # a queue worker: waking every worker for each of them would be pure cost.
     conn.execute(
         text(
-            f'CREATE TRIGGER keeptime_enqueued AFTER INSERT OR UPDATE OF "status" '
+            'CREATE TRIGGER keeptime_enqueued AFTER INSERT OR UPDATE OF "status", "queue_name" '
             f'ON "{schema}"."workflow_status" FOR EACH ROW '
-            """WHEN (NEW."status" = 'ENQUEUED') """
+            """WHEN (NEW."status" = 'ENQUEUED' """
+            f"AND NEW.\"queue_name\" <> '{DEBOUNCE_HOLD_QUEUE}' "
+            f"AND NEW.\"queue_name\" NOT LIKE '{_like_prefix(HOLD_QUEUE_PREFIX)}%') "
             f'EXECUTE FUNCTION "{schema}".{_NOTIFY_FUNCTION}()'
         )
     )
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
 
 
 # version -> step that upgrades a database from version-1 to version.
