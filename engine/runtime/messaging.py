@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 
 from engine.error import (
     DBOSInvalidArgumentError,
+    DBOSNonExistentWorkflowError,
     DBOSNotInWorkflowError,
     DBOSWorkflowCancelledError,
 )
@@ -213,17 +214,25 @@ def send(runtime: Runtime, destination_id: str, message: Any, topic: str | None)
             return  # this idempotency key was used before
     else:
         fid = ctx.take_function_id()
-        if replay_or_check(runtime, ctx, fid, "DBOS.send") is not None:
+        replayed = replay_or_check(runtime, ctx, fid, "DBOS.send")
+        if replayed is not None:
+            replayed.value()  # a send that failed the first time fails again, deterministically
             return
-        m.store.record_with(
-            ctx.workflow_id,
-            fid,
-            "DBOS.send",
-            lambda conn: m.store.send(
-                conn, destination_id, topic, encoded, f"{ctx.workflow_id}-{fid}"
-            ),
-            lambda _: None,
-        )
+        try:
+            m.store.record_with(
+                ctx.workflow_id,
+                fid,
+                "DBOS.send",
+                lambda conn: m.store.send(
+                    conn, destination_id, topic, encoded, f"{ctx.workflow_id}-{fid}"
+                ),
+                lambda _: None,
+            )
+        except DBOSNonExistentWorkflowError as exc:
+            # Checkpoint the failure: if the destination appears later, a replay must not send.
+            error = StepRecord(fid, "DBOS.send", None, runtime.codec.encode_error(exc), None)
+            runtime.store.record_step(ctx.workflow_id, error, None)
+            raise
     m.wake(m.store.message_key(destination_id, topic))
 
 

@@ -217,6 +217,29 @@ def test_send_to_missing_workflow_is_an_error_and_writes_nothing() -> None:
     assert queued_messages("no-such-wf") == 0
 
 
+@DBOS.workflow()
+def send_to(destination: str) -> str:
+    try:
+        DBOS.send(destination, "hello")
+    except DBOSNonExistentWorkflowError:
+        return "missing"
+    return "sent"
+
+
+def test_a_failed_send_from_a_workflow_is_checkpointed_and_replays_as_failed() -> None:
+    target = f"late-{uuid.uuid4().hex[:6]}"
+    sender = DBOS.start_workflow(send_to, target)
+    assert sender.get_result() == "missing"
+    [step] = DBOS.list_workflow_steps(sender.get_workflow_id())
+    assert step["function_name"] == "DBOS.send" and step["error"] is not None
+    # The destination exists now, but a replay of the sender still sees the recorded failure.
+    with SetWorkflowID(target):
+        DBOS.start_workflow(send_to, "nobody-listens").get_result()
+    replay = DBOS.fork_workflow(sender.get_workflow_id(), 2)
+    assert replay.get_result() == "missing"
+    assert queued_messages(target) == 0
+
+
 def test_recv_outside_a_workflow_or_in_a_step_is_an_error() -> None:
     with pytest.raises(DBOSNotInWorkflowError, match=r"DBOS\.recv"):
         DBOS.recv()
