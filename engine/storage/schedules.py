@@ -11,7 +11,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, String, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    TextClause,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from engine.storage.schema import schedules, workflow_status
 from engine.storage.store import SystemStore, WorkflowRow
@@ -94,6 +106,7 @@ class ScheduleStore:
     def __init__(self, store: SystemStore) -> None:
         self.store = store
         self.db = store.db
+        self._advance_sql: TextClause | None = None
 
     # -- definitions ------------------------------------------------------------------------------
 
@@ -219,8 +232,39 @@ class ScheduleStore:
             {"target": t.name, "tick_ms": t.tick_ms, "workflow_id": t.workflow_id, "now": now}
             for t in fired
         ]
+        if not self.db.is_sqlite:
+            # One source row per schedule (catch-up fires several ticks of one schedule, and an
+            # UPDATE ... FROM applies only one of them): its latest tick and latest run.
+            latest: dict[str, tuple[int, str | None]] = {}
+            for t in sorted(fired, key=lambda t: t.tick_ms):
+                previous_run = latest.get(t.name, (0, None))[1]
+                latest[t.name] = (t.tick_ms, t.workflow_id or previous_run)
+            arrays = {
+                "names": list(latest),
+                "ticks": [tick for tick, _ in latest.values()],
+                "workflow_ids": [run for _, run in latest.values()],
+                "now": now,
+            }
+            with self.db.autocommit() as conn:
+                conn.execute(self._advance_unnest(), arrays)
+            return
         with self.db.write() as conn:
             conn.execute(_ADVANCE_WATERMARK, params)
+
+    def _advance_unnest(self) -> TextClause:
+        """``_ADVANCE_WATERMARK`` for PostgreSQL: one statement over arrays, not N executions."""
+        if self._advance_sql is None:
+            table = f'"{self.db.schema}"."{schedules.name}"'
+            self._advance_sql = text(
+                f'UPDATE {table} AS s SET "last_tick_epoch_ms" = u.tick_ms, '
+                '"last_workflow_id" = coalesce(u.workflow_id, s."last_workflow_id"), '
+                '"updated_at" = :now '
+                "FROM unnest(CAST(:names AS text[]), CAST(:ticks AS bigint[]), "
+                "CAST(:workflow_ids AS text[])) AS u(name, tick_ms, workflow_id) "
+                'WHERE s."name" = u.name AND (s."last_tick_epoch_ms" IS NULL '
+                'OR s."last_tick_epoch_ms" < u.tick_ms)'
+            )
+        return self._advance_sql
 
     def set_last_workflow(self, name: str, workflow_id: str) -> None:
         with self.db.write() as conn:

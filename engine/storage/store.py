@@ -16,10 +16,14 @@ from dataclasses import dataclass, fields
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Insert,
+    Integer,
     Row,
+    String,
     Table,
+    Text,
     TextClause,
     and_,
     bindparam,
@@ -108,6 +112,12 @@ class WorkflowRow:
 
 
 _WORKFLOW_FIELDS = tuple(f.name for f in fields(WorkflowRow))
+_PG_ARRAY_TYPES: dict[type[Any], str] = {
+    Text: "text",
+    String: "text",
+    BigInteger: "bigint",
+    Integer: "integer",
+}
 
 
 @dataclass(frozen=True)
@@ -245,19 +255,58 @@ class SystemStore:
         """
         if not rows:
             return set()
+        values = [row.values() for row in rows]
+        # Columns NULL in every row are left out: half the bind parameters for tick rows.
+        columns = [c for c in values[0] if any(v[c] is not None for v in values)]
+        if not self.db.is_sqlite:
+            # One array per column (unnest): PostgreSQL parses a short statement, not a VALUES
+            # list of thousands of parameters.
+            arrays = {f"a{i}": [v[c] for v in values] for i, c in enumerate(columns)}
+            with self.db.autocommit() as conn:
+                found = conn.execute(self._insert_unnest_statement(tuple(columns)), arrays)
+                return set(found.scalars())
         stmt = (
             self._insert(workflow_status)
             .on_conflict_do_nothing(index_elements=["workflow_uuid"])
             .returning(workflow_status.c.workflow_uuid)
         )
-        values = [row.values() for row in rows]
-        # Columns NULL in every row are left out: half the bind parameters for tick rows.
-        unused = [c for c in values[0] if all(v[c] is None for v in values)]
-        for v in values:
-            for column in unused:
-                del v[column]
+        params = [{c: v[c] for c in columns} for v in values]
         with self.db.write() as conn:
-            return set(conn.execute(stmt, values).scalars())
+            return set(conn.execute(stmt, params).scalars())
+
+    def _complete_unnest_statement(self) -> TextClause:
+        """Finish many workflows in one statement on PostgreSQL (arrays of IDs and outcomes)."""
+        stmt = self._statements.get(("complete_unnest",))
+        if stmt is None:
+            table = self._table_name(workflow_status)
+            stmt = text(
+                f'UPDATE {table} AS w SET "status" = u.status, "output" = u.output, '
+                '"error" = u.error, "deduplication_id" = NULL, "updated_at" = :now_ms '
+                "FROM unnest(CAST(:ids AS text[]), CAST(:statuses AS text[]), "
+                "CAST(:outputs AS text[]), CAST(:errors AS text[])) "
+                "AS u(id, status, output, error) "
+                """WHERE w."workflow_uuid" = u.id AND w."status" = 'PENDING' """
+                'RETURNING w."workflow_uuid"'
+            )
+            self._statements[("complete_unnest",)] = stmt
+        return stmt
+
+    def _insert_unnest_statement(self, columns: tuple[str, ...]) -> TextClause:
+        shape = ("insert_unnest", columns)
+        stmt = self._statements.get(shape)
+        if stmt is None:
+            arrays = ", ".join(
+                f"CAST(:a{i} AS {_PG_ARRAY_TYPES[type(workflow_status.c[c].type)]}[])"
+                for i, c in enumerate(columns)
+            )
+            names = ", ".join(f'"{c}"' for c in columns)
+            stmt = text(
+                f"INSERT INTO {self._table_name(workflow_status)} ({names}) "
+                f"SELECT * FROM unnest({arrays}) "
+                'ON CONFLICT ("workflow_uuid") DO NOTHING RETURNING "workflow_uuid"'
+            )
+            self._statements[shape] = stmt
+        return stmt
 
     @retry_on_connection_loss
     def record_step(self, workflow_id: str, step: StepRecord, started_ms: int | None) -> StepWrite:
@@ -419,6 +468,16 @@ class SystemStore:
         """
         ids = [o.workflow_id for o in outcomes]
         now = self.now_ms()
+        if not self.db.is_sqlite:
+            arrays = {
+                "ids": ids,
+                "statuses": [o.status for o in outcomes],
+                "outputs": [o.output for o in outcomes],
+                "errors": [o.error for o in outcomes],
+                "now_ms": now,
+            }
+            with self.db.autocommit() as conn:
+                return set(conn.execute(self._complete_unnest_statement(), arrays).scalars())
         with self.db.write() as conn:
             pending = set(
                 conn.execute(

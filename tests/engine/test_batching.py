@@ -172,3 +172,29 @@ def test_upgrading_a_version_1_database_installs_the_enqueue_trigger(db_url: str
         assert len(triggers) == 1 and version == SCHEMA_VERSION == 2
     finally:
         store.db.dispose()
+
+
+def test_watermarks_advance_to_the_latest_tick_of_each_schedule(db_url: str) -> None:
+    from engine.storage.schedules import FiredTick, Registration, ScheduleStore
+
+    store = _store(db_url)
+    try:
+        schedules = ScheduleStore(store)
+        schedules.register([Registration(n, "test", "{}", None) for n in ("a", "b")])
+        start = schedules.watermark("a") or 0
+        fired = [
+            FiredTick("a", start + 3000, "a-3"),
+            FiredTick("a", start + 1000, "a-1"),
+            FiredTick("a", start + 2000, None),  # skipped (overlap): no run
+            FiredTick("b", start + 5000, "b-5"),
+        ]
+        schedules.record_fired(fired)
+        assert schedules.watermark("a") == start + 3000
+        assert schedules.watermark("b") == start + 5000
+        schedules.record_fired([FiredTick("a", start + 2500, "a-2.5")])  # never backwards
+        assert schedules.watermark("a") == start + 3000
+        states = schedules.tick_states(["a", "b"])
+        assert states["a"].last_workflow_id == "a-3"
+        assert states["b"].last_workflow_id == "b-5"
+    finally:
+        store.db.dispose()
