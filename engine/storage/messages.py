@@ -131,7 +131,7 @@ class MessageStore:
             with self.db.write() as conn:
                 value = action(conn)
                 step = StepRecord(function_id, name, encode(value), None, None)
-                if not self._insert_step(conn, workflow_id, step):
+                if not self.store.insert_step(conn, workflow_id, step):
                     raise _StepTaken
                 return value, None
         except _StepTaken:
@@ -161,10 +161,12 @@ class MessageStore:
                 value = find(conn)
                 if value is None and not final:
                     earlier_deadline = None
-                    if deadline is not None and not self._insert_step(conn, workflow_id, deadline):
+                    if deadline is not None and not self.store.insert_step(
+                        conn, workflow_id, deadline
+                    ):
                         earlier_deadline = self._step_in(conn, workflow_id, deadline.function_id)
                     return WaitTry(False, earlier_deadline=earlier_deadline)
-                if not self._insert_step(
+                if not self.store.insert_step(
                     conn, workflow_id, StepRecord(function_id, name, value, None, None)
                 ):
                     raise _StepTaken  # roll back what ``find`` took
@@ -173,21 +175,6 @@ class MessageStore:
             earlier = self.store.get_step(workflow_id, function_id)
             assert earlier is not None
             return WaitTry(True, earlier=earlier)
-
-    def _insert_step(self, conn: Connection, workflow_id: str, step: StepRecord) -> bool:
-        now = self.store.now_ms()
-        row = {
-            "workflow_uuid": workflow_id,
-            "function_id": step.function_id,
-            "function_name": step.function_name,
-            "output": step.output,
-            "error": step.error,
-            "child_workflow_id": step.child_workflow_id,
-            "started_at_epoch_ms": now,
-            "completed_at_epoch_ms": now,
-        }
-        key = ("workflow_uuid", "function_id")
-        return self.store.insert_ignoring_conflict(conn, operation_outputs, row, key, "function_id")
 
     def _step_in(self, conn: Connection, workflow_id: str, function_id: int) -> StepRecord:
         row = conn.execute(

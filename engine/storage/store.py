@@ -239,7 +239,7 @@ class SystemStore:
                     row.deduplication_id,
                 ) from exc
             if parent_step is not None and parent_id is not None:
-                self._insert_step(conn, parent_id, parent_step)
+                self.insert_step(conn, parent_id, parent_step)
             if inserted:
                 return True, row
             existing = conn.execute(
@@ -407,9 +407,10 @@ class SystemStore:
             "completed_at_epoch_ms": now,
         }
 
-    def _insert_step(
+    def insert_step(
         self, conn: Connection, workflow_id: str, step: StepRecord, started_ms: int | None = None
     ) -> bool:
+        """Record a step inside the caller's transaction; False if it was recorded already."""
         values = self._step_values(workflow_id, step, started_ms)
         key = ("workflow_uuid", "function_id")
         return self.insert_ignoring_conflict(conn, operation_outputs, values, key, "function_id")
