@@ -442,13 +442,13 @@ class Scheduler:
     def start_run(
         self, definition: ScheduleDefinition, workflow_id: str, tick: datetime, queue: str | None
     ) -> None:
-        fn = REGISTRY.require_workflow(definition.workflow_name)
-        args, kwargs = definition.tick_inputs(tick, self._now())
+        """Start one run now (a held tick, a trigger), with the ID checks of a single start."""
+        run = self._start_request(definition, workflow_id, tick, queue)
         with SetWorkflowID(workflow_id), SetWorkflowTimeout(definition.timeout_seconds):
-            if queue is None:
-                self.runtime.start_background(fn, None, args, kwargs)
+            if run.queue is None:
+                self.runtime.start_background(run.fn, None, run.args, run.kwargs)
                 return
-            self.runtime.plan(fn, None, args, kwargs, QueuePlacement(queue))
+            self.runtime.plan(run.fn, None, run.args, run.kwargs, run.queue)
         _wake_queues(self.runtime)
 
     def _release_holds(self) -> None:

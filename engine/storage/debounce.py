@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 
 from engine.core.debounce import open_window
 from engine.storage.schedules import release_values
-from engine.storage.schema import debounce_windows, workflow_status
+from engine.storage.schema import debounce_windows, quoted_name, workflow_status
 from engine.storage.store import SystemStore, WorkflowRow
 
 dw = debounce_windows.c
@@ -233,10 +233,8 @@ def _call_sql(is_sqlite: bool, schema: str | None) -> _CallSql:
     """The SQL of a call, in the driver's parameter style (sqlite3 ``:name``, psycopg
     ``%(name)s``)."""
 
-    def table(name: str) -> str:
-        return f'"{name}"' if schema is None else f'"{schema}"."{name}"'
-
-    windows, workflows = table(debounce_windows.name), table(workflow_status.name)
+    windows = quoted_name(debounce_windows, schema)
+    workflows = quoted_name(workflow_status, schema)
     # A joined window's deadline is next_fire_at() (engine/core/debounce.py) in SQL.
     upsert = (
         f"INSERT INTO {windows} AS d (namespace, debounce_key, workflow_id, first_call_ms,"

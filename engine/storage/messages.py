@@ -54,31 +54,30 @@ class MessageStore:
         self.store = store
         self.db = store.db
         self._scope = self.db.schema or ""
+        messages = store.table_name(notifications)
+        events = store.table_name(workflow_events)
+        workflows = store.table_name(workflow_status)
         self._send_sql = self._announcing(
-            f"INSERT INTO {self._table(notifications.name)} "
+            f"INSERT INTO {messages} "
             '("message_id", "destination_uuid", "topic", "message", "created_at_epoch_ms", "seq") '
             "SELECT :message_id, :destination, :topic, :message, :now, "
-            f'(SELECT coalesce(max("seq"), 0) + 1 FROM {self._table(notifications.name)} '
+            f'(SELECT coalesce(max("seq"), 0) + 1 FROM {messages} '
             'WHERE "destination_uuid" = :destination) '
-            f'FROM {self._table(workflow_status.name)} WHERE "workflow_uuid" = :destination '
+            f'FROM {workflows} WHERE "workflow_uuid" = :destination '
             'ON CONFLICT ("message_id") DO NOTHING RETURNING "message_id"'
         )
         self._take_sql = text(
-            f'DELETE FROM {self._table(notifications.name)} WHERE "message_id" = ('
-            f'SELECT "message_id" FROM {self._table(notifications.name)} '
+            f'DELETE FROM {messages} WHERE "message_id" = ('
+            f'SELECT "message_id" FROM {messages} '
             'WHERE "destination_uuid" = :destination AND "topic" = :topic '
             'ORDER BY "seq", "created_at_epoch_ms", "message_id" LIMIT 1) RETURNING "message"'
         )
         self._set_event_sql = self._announcing(
-            f'INSERT INTO {self._table(workflow_events.name)} ("workflow_uuid", "key", "value") '
+            f'INSERT INTO {events} ("workflow_uuid", "key", "value") '
             "VALUES (:workflow_id, :key, :value) "
             'ON CONFLICT ("workflow_uuid", "key") DO UPDATE SET "value" = excluded."value" '
             'RETURNING "key"'
         )
-
-    def _table(self, name: str) -> str:
-        schema = self.db.schema
-        return f'"{name}"' if schema is None else f'"{schema}"."{name}"'
 
     def _announcing(self, write: str) -> TextClause:
         """``write`` (which returns a row per row written), notifying ``:wake_key`` on PostgreSQL.

@@ -228,10 +228,6 @@ class ScheduleStore:
         if not fired:
             return
         now = self.store.now_ms()
-        params = [
-            {"target": t.name, "tick_ms": t.tick_ms, "workflow_id": t.workflow_id, "now": now}
-            for t in fired
-        ]
         if not self.db.is_sqlite:
             # One source row per schedule (catch-up fires several ticks of one schedule, and an
             # UPDATE ... FROM applies only one of them): its latest tick and latest run.
@@ -248,13 +244,17 @@ class ScheduleStore:
             with self.db.autocommit() as conn:
                 conn.execute(self._advance_unnest(), arrays)
             return
+        params = [
+            {"target": t.name, "tick_ms": t.tick_ms, "workflow_id": t.workflow_id, "now": now}
+            for t in fired
+        ]
         with self.db.write() as conn:
             conn.execute(_ADVANCE_WATERMARK, params)
 
     def _advance_unnest(self) -> TextClause:
         """``_ADVANCE_WATERMARK`` for PostgreSQL: one statement over arrays, not N executions."""
         if self._advance_sql is None:
-            table = f'"{self.db.schema}"."{schedules.name}"'
+            table = self.store.table_name(schedules)
             self._advance_sql = text(
                 f'UPDATE {table} AS s SET "last_tick_epoch_ms" = u.tick_ms, '
                 '"last_workflow_id" = coalesce(u.workflow_id, s."last_workflow_id"), '

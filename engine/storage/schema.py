@@ -168,3 +168,8 @@ transaction_outputs = Table(
     Column("created_at", BigInteger, nullable=False),
     PrimaryKeyConstraint("workflow_uuid", "function_id"),
 )
+
+
+def quoted_name(table: Table, schema: str | None) -> str:
+    """``table``'s quoted, schema-qualified name (no schema on SQLite), for hand-written SQL."""
+    return f'"{table.name}"' if schema is None else f'"{schema}"."{table.name}"'

@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from engine.error import DBOSConnectionLostError, DBOSQueueDeduplicatedError, DBOSStorageError
 from engine.storage.database import Database
-from engine.storage.schema import operation_outputs, workflow_status
+from engine.storage.schema import operation_outputs, quoted_name, workflow_status
 
 # Waits between attempts when an idempotent operation loses its connection (about 16 s in all),
 # so a database restart or failover pauses workflows instead of failing them.
@@ -276,37 +276,34 @@ class SystemStore:
 
     def _complete_unnest_statement(self) -> TextClause:
         """Finish many workflows in one statement on PostgreSQL (arrays of IDs and outcomes)."""
-        stmt = self._statements.get(("complete_unnest",))
-        if stmt is None:
-            table = self._table_name(workflow_status)
-            stmt = text(
-                f'UPDATE {table} AS w SET "status" = u.status, "output" = u.output, '
-                '"error" = u.error, "deduplication_id" = NULL, "updated_at" = :now_ms '
+        return self._cached(
+            ("complete_unnest",),
+            lambda: (
+                f'UPDATE {self.table_name(workflow_status)} AS w SET "status" = u.status, '
+                '"output" = u.output, "error" = u.error, "deduplication_id" = NULL, '
+                '"updated_at" = :now_ms '
                 "FROM unnest(CAST(:ids AS text[]), CAST(:statuses AS text[]), "
                 "CAST(:outputs AS text[]), CAST(:errors AS text[])) "
                 "AS u(id, status, output, error) "
                 """WHERE w."workflow_uuid" = u.id AND w."status" = 'PENDING' """
                 'RETURNING w."workflow_uuid"'
-            )
-            self._statements[("complete_unnest",)] = stmt
-        return stmt
+            ),
+        )
 
     def _insert_unnest_statement(self, columns: tuple[str, ...]) -> TextClause:
-        shape = ("insert_unnest", columns)
-        stmt = self._statements.get(shape)
-        if stmt is None:
+        def build() -> str:
             arrays = ", ".join(
                 f"CAST(:a{i} AS {_PG_ARRAY_TYPES[type(workflow_status.c[c].type)]}[])"
                 for i, c in enumerate(columns)
             )
             names = ", ".join(f'"{c}"' for c in columns)
-            stmt = text(
-                f"INSERT INTO {self._table_name(workflow_status)} ({names}) "
+            return (
+                f"INSERT INTO {self.table_name(workflow_status)} ({names}) "
                 f"SELECT * FROM unnest({arrays}) "
                 'ON CONFLICT ("workflow_uuid") DO NOTHING RETURNING "workflow_uuid"'
             )
-            self._statements[shape] = stmt
-        return stmt
+
+        return self._cached(("insert_unnest", columns), build)
 
     @retry_on_connection_loss
     def record_step(self, workflow_id: str, step: StepRecord, started_ms: int | None) -> StepWrite:
@@ -335,31 +332,30 @@ class SystemStore:
 
     def _record_step_statement(self) -> TextClause:
         """INSERT ... ON CONFLICT DO NOTHING RETURNING the workflow's current status."""
-        stmt = self._statements.get(("record_step",))
-        if stmt is None:
+
+        def build() -> str:
             columns = tuple(self._step_values("", StepRecord(0, "", None, None, None), 0))
-            insert = self._build_insert_ignoring(
+            insert = self._insert_ignoring_sql(
                 operation_outputs, columns, ("workflow_uuid", "function_id"), "function_id"
-            ).text
+            )
             status = (
-                f'(SELECT "status" FROM {self._table_name(workflow_status)} '
+                f'(SELECT "status" FROM {self.table_name(workflow_status)} '
                 'WHERE "workflow_uuid" = :workflow_uuid)'
             )
-            stmt = text(insert.replace('RETURNING "function_id"', f"RETURNING {status}"))
-            self._statements[("record_step",)] = stmt
-        return stmt
+            return insert.replace('RETURNING "function_id"', f"RETURNING {status}")
+
+        return self._cached(("record_step",), build)
 
     def _complete_text(self) -> TextClause:
-        stmt = self._statements.get(("complete",))
-        if stmt is None:
-            stmt = text(
-                f"UPDATE {self._table_name(workflow_status)} SET "
+        return self._cached(
+            ("complete",),
+            lambda: (
+                f"UPDATE {self.table_name(workflow_status)} SET "
                 '"status" = :new_status, "output" = :new_output, "error" = :new_error, '
                 '"deduplication_id" = NULL, "updated_at" = :now_ms '
                 """WHERE "workflow_uuid" = :target_id AND "status" = 'PENDING'"""
-            )
-            self._statements[("complete",)] = stmt
-        return stmt
+            ),
+        )
 
     # On SQLite the two statements of every step and workflow go to the driver directly:
     # SQLAlchemy's per-statement work (execution context, result object) costs more than the
@@ -678,31 +674,37 @@ class SystemStore:
         compiling costs more than the commit itself on the hot path; the same SQL text works on
         SQLite and PostgreSQL and is built once per shape.
         """
-        shape = (table.name, tuple(values), conflict_columns, returning)
-        stmt = self._statements.get(shape)
-        if stmt is None:
-            stmt = self._build_insert_ignoring(table, tuple(values), conflict_columns, returning)
-            self._statements[shape] = stmt
+        columns = tuple(values)
+        stmt = self._cached(
+            (table.name, columns, conflict_columns, returning),
+            lambda: self._insert_ignoring_sql(table, columns, conflict_columns, returning),
+        )
         return self._first_row(conn, stmt, values) is not None
 
-    def _build_insert_ignoring(
+    def _insert_ignoring_sql(
         self, table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str
-    ) -> TextClause:
+    ) -> str:
         unknown = [c for c in (*columns, *conflict, returning) if c not in table.c]
         if unknown:
             raise ValueError(f"table {table.name} has no column(s) {unknown}")
-        name = self._table_name(table)
         cols = ", ".join(f'"{c}"' for c in columns)
         params = ", ".join(f":{c}" for c in columns)
         target = ", ".join(f'"{c}"' for c in conflict)
-        return text(
-            f"INSERT INTO {name} ({cols}) VALUES ({params}) "
+        return (
+            f"INSERT INTO {self.table_name(table)} ({cols}) VALUES ({params}) "
             f'ON CONFLICT ({target}) DO NOTHING RETURNING "{returning}"'
         )
 
-    def _table_name(self, table: Table) -> str:
-        schema = self.db.schema
-        return f'"{table.name}"' if schema is None else f'"{schema}"."{table.name}"'
+    def _cached(self, key: tuple[Any, ...], build_sql: Callable[[], str]) -> TextClause:
+        """Hand-written SQL text, built once per store and shape (see insert_ignoring_conflict)."""
+        stmt = self._statements.get(key)
+        if stmt is None:
+            stmt = self._statements[key] = text(build_sql())
+        return stmt
+
+    def table_name(self, table: Table) -> str:
+        """The quoted, schema-qualified name to use in hand-written SQL."""
+        return quoted_name(table, self.db.schema)
 
     def _insert(self, table: Table) -> Any:
         stmt: Insert = sqlite.insert(table) if self.db.is_sqlite else postgresql.insert(table)
