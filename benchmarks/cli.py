@@ -70,10 +70,12 @@ def run_all(
                 if rep % 2:
                     peers.reverse()
                 for peer in peers:
+                    peer_size = scenario.size_for(peer, args.quick)
+                    peer_size = Size(peer_size.size, peer_size.seconds, size.repeats)
                     t0 = time.monotonic()
                     with databases.fresh(backend) as url:
                         outcome = runner.run(
-                            pythons[peer.impl], peer, size, url, scenario.timeout, failure_log
+                            pythons[peer.impl], peer, peer_size, url, scenario.timeout, failure_log
                         )
                     outcome.seconds = time.monotonic() - t0
                     status = outcome.error or "ok"

@@ -85,6 +85,9 @@ class Queue:
         self.partition_queue = partition_queue
         with _QUEUES_LOCK:
             _QUEUES[name] = self
+        from engine.runtime import queue_worker
+
+        queue_worker.wake_all()  # declared after launch: its backlog starts now
 
     def enqueue(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]:
         from engine.dbos import _runtime, _workflow_of

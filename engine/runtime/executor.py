@@ -29,9 +29,9 @@ from engine.runtime.context import (
 from engine.runtime.dispatch import RunDispatcher
 from engine.runtime.registry import REGISTRY, RegisteredFunction
 from engine.runtime.starting import (
+    PreparedStart,
     QueuePlacement,
     StartPlan,
-    StartRequest,
     insert_many,
     plan_start,
 )
@@ -187,29 +187,29 @@ class Runtime:
             )
         return plan.workflow_id
 
-    def start_many(self, requests: list[StartRequest]) -> list[str]:
+    def start_many(self, starts: list[PreparedStart]) -> list[str]:
         """Start many top-level workflows (the scheduler's ticks) with one commit per chunk;
         returns the IDs created now. Queued ones wait for the queue worker."""
         started: list[str] = []
         first = 0
-        while first < len(requests):
-            # A small first chunk gets the first runs going while the rest are written.
-            size = START_CHUNK if first else FIRST_START_CHUNK
-            chunk, first = requests[first : first + size], first + size
-            by_id = {request.workflow_id: request for request in chunk}
-            for row in insert_many(self, chunk):
-                started.append(row.workflow_uuid)
-                if row.status == "PENDING":
-                    request = by_id[row.workflow_uuid]
-                    self.submit(
-                        row.workflow_uuid,
-                        request.fn,
-                        None,
-                        request.args,
-                        request.kwargs,
-                        row.deadline_epoch_ms,
-                        {},
-                    )
+        with self.db.exclusive_writes():
+            while first < len(starts):
+                # A small first chunk gets the first runs going while the rest are written.
+                size = START_CHUNK if first else FIRST_START_CHUNK
+                chunk, first = starts[first : first + size], first + size
+                for created in insert_many(self, chunk):
+                    row, request = created.row, created.request
+                    started.append(row.workflow_uuid)
+                    if row.status == "PENDING":
+                        self.submit(
+                            row.workflow_uuid,
+                            request.fn,
+                            None,
+                            request.args,
+                            request.kwargs,
+                            row.deadline_epoch_ms,
+                            {},
+                        )
         return started
 
     def submit(

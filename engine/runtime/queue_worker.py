@@ -39,6 +39,12 @@ def wake(runtime: Runtime) -> None:
         event.set()
 
 
+def wake_all() -> None:
+    """A queue was declared: every running worker looks at it now, not at its next poll."""
+    for event in list(_wakeups.values()):
+        event.set()
+
+
 def start(runtime: Runtime) -> None:
     worker = QueueWorker(runtime, QueueStore(runtime.store), threading.Event())
     _wakeups[id(runtime)] = worker.event

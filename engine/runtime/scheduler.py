@@ -33,7 +33,12 @@ from engine.runtime.schedule_admin import (
     ScheduleState,
     trigger_workflow_id,
 )
-from engine.runtime.starting import QueuePlacement, StartRequest
+from engine.runtime.starting import (
+    PreparedStart,
+    QueuePlacement,
+    StartRequest,
+    prepare_start,
+)
 from engine.storage.debounce import DebounceStore
 from engine.storage.schedules import FiredTick, ScheduleStore, TickState, hold_queue_name
 from engine.storage.store import WorkflowRow
@@ -67,6 +72,14 @@ DEBOUNCE_POLL_SECONDS = 1.0
 #: While a schedule has buffered ticks, how often its previous run is checked for completion
 #: (local completions wake the scheduler at once).
 HOLD_RECHECK_SECONDS = 0.5
+#: Ticks are prepared (state read, rows built) this long before they are due, so that at the
+#: tick only the insert and the start remain. The lead grows with the time a burst takes to
+#: prepare (twice the last one), up to the maximum.
+MIN_PREPARE_LEAD_SECONDS = 0.05
+MAX_PREPARE_LEAD_SECONDS = 1.0
+#: A prepared tick fired later than planned by more than this is decided afresh, so that its
+#: ``actual_time`` and its state are current.
+PREPARED_SLACK_SECONDS = 0.01
 _ERROR_BACKOFF_SECONDS = 1.0
 
 
@@ -165,6 +178,18 @@ class _Timer:
     regular: bool = field(compare=False, default=False)  # a catch-up timer does not re-arm
 
 
+@dataclass
+class _PreparedTick:
+    """A tick decided ahead of time (overlap ``allow`` only: other policies depend on the
+    previous run, so they are decided when the tick is due)."""
+
+    planned_at: float
+    fired: FiredTick | None  # None: paused, or handled already
+    start: PreparedStart | None
+
+
+_Due = tuple[_Entry, datetime, int]  # (schedule, nominal tick, timer seq)
+
 _SCHEDULERS: dict[int, Scheduler] = {}
 
 
@@ -184,6 +209,9 @@ class Scheduler:
         self._generations = itertools.count(1)
         self._holding: set[str] = set()
         self._next_debounce_poll = 0.0  # monotonic
+        # Timers looked at ahead of time, by seq: a prepared tick, or None (decide when due).
+        self._prepared: dict[int, _PreparedTick | None] = {}
+        self._lead = MIN_PREPARE_LEAD_SECONDS
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -324,32 +352,37 @@ class Scheduler:
             self._next_debounce_poll = time.monotonic() + DEBOUNCE_POLL_SECONDS
         if self._holding:
             self._release_holds()
+        self._prepare_upcoming()
         return self._seconds_to_next(self.runtime.clock())
 
-    def _pop_due(
-        self, now: float
-    ) -> tuple[list[tuple[_Entry, datetime]], list[tuple[str, str]], list[tuple[_Entry, datetime]]]:
+    def _pop_due(self, now: float) -> tuple[list[_Due], list[tuple[str, str]], list[_Due]]:
         """Timers due now: ticks to fire, debounce windows, and regular ticks to re-arm."""
-        ticks: list[tuple[_Entry, datetime]] = []
+        ticks: list[_Due] = []
         windows: list[tuple[str, str]] = []
-        rearm: list[tuple[_Entry, datetime]] = []
+        rearm: list[_Due] = []
         with self._lock:
             while self._heap and self._heap[0].at <= now:
                 timer = heapq.heappop(self._heap)
                 if timer.kind == "debounce":
                     windows.append(timer.key)
                     continue
-                entry = self._entries.get(timer.key[0])
-                if entry is None or entry.generation != timer.generation or timer.tick is None:
+                entry = self._live_entry(timer)
+                if entry is None or timer.tick is None:
+                    self._prepared.pop(timer.seq, None)
                     continue  # the schedule was removed or replaced
-                ticks.append((entry, timer.tick))
+                due = (entry, timer.tick, timer.seq)
+                ticks.append(due)
                 if timer.regular:
-                    rearm.append((entry, timer.tick))
+                    rearm.append(due)
         return ticks, windows, rearm
 
-    def _rearm(self, fired: list[tuple[_Entry, datetime]]) -> None:
+    def _live_entry(self, timer: _Timer) -> _Entry | None:
+        entry = self._entries.get(timer.key[0])
+        return entry if entry is not None and entry.generation == timer.generation else None
+
+    def _rearm(self, fired: list[_Due]) -> None:
         with self._lock:
-            for entry, tick in fired:
+            for entry, tick, _ in fired:
                 if self._entries.get(entry.definition.name) is entry:
                     self._push_next_tick(entry, tick)
 
@@ -357,7 +390,9 @@ class Scheduler:
         waits = [DEBOUNCE_POLL_SECONDS]
         with self._lock:
             if self._heap:
-                waits.append(self._heap[0].at - now)
+                first = self._heap[0]
+                looked_at = first.kind != "tick" or first.seq in self._prepared
+                waits.append(first.at - now - (0.0 if looked_at else self._lead))
             if self._holding:
                 waits.append(HOLD_RECHECK_SECONDS)
         return max(0.0, min(waits))
@@ -367,19 +402,101 @@ class Scheduler:
 
     # -- ticks ------------------------------------------------------------------------------------
 
-    def _fire_ticks(self, due: list[tuple[_Entry, datetime]]) -> None:
-        """Decide every due tick, then start the runs together: one commit for a thousand ticks
-        of the same second instead of a thousand."""
-        states = self.schedules.tick_states({e.definition.name for e, _ in due})
+    def _prepare_upcoming(self) -> None:
+        """Decide the ticks due within the lead and build their rows now, ahead of the tick."""
+        now = self.runtime.clock()
+        upcoming: list[tuple[_Entry, _Timer]] = []
+        with self._lock:
+            soon = []
+            while self._heap and self._heap[0].at <= now + self._lead:
+                soon.append(heapq.heappop(self._heap))
+            for timer in soon:
+                heapq.heappush(self._heap, timer)
+                if timer.kind != "tick" or timer.seq in self._prepared:
+                    continue
+                entry = self._live_entry(timer)
+                self._prepared[timer.seq] = None  # until prepared below: decide when due
+                if entry is not None and entry.definition.overlap_policy is OverlapPolicy.ALLOW:
+                    upcoming.append((entry, timer))
+        if not upcoming:
+            return
+        began = time.monotonic()
+        try:
+            states = self.schedules.tick_states({e.definition.name for e, _ in upcoming})
+        except Exception:
+            logger.warning("could not prepare upcoming ticks; deciding when due", exc_info=True)
+            return
+        prepared: dict[int, _PreparedTick | None] = {}
+        for entry, timer in upcoming:
+            state = states.get(entry.definition.name)
+            if state is None or timer.tick is None:
+                continue
+            planned_at = max(timer.at, now)
+            actual = datetime.fromtimestamp(planned_at, tz=UTC)
+            prepared[timer.seq] = self._prepare_tick(
+                entry.definition, timer.tick, state, actual, planned_at
+            )
+        spent = time.monotonic() - began
+        self._lead = min(MAX_PREPARE_LEAD_SECONDS, max(MIN_PREPARE_LEAD_SECONDS, 2 * spent))
+        with self._lock:
+            self._prepared.update(prepared)
+
+    def _prepare_tick(
+        self,
+        definition: ScheduleDefinition,
+        tick: datetime,
+        state: TickState,
+        actual: datetime,
+        planned_at: float,
+    ) -> _PreparedTick:
+        if self._tick_handled(definition, tick, state):
+            return _PreparedTick(planned_at, None, None)
+        workflow_id = tick_workflow_id(definition.name, tick)
+        request = self._start_request(definition, workflow_id, tick, definition.queue_name, actual)
+        fired = FiredTick(definition.name, _tick_ms(tick), workflow_id)
+        return _PreparedTick(planned_at, fired, prepare_start(self.runtime, request))
+
+    def _fire_ticks(self, due: list[_Due]) -> None:
+        """Fire every due tick, and start the runs together: one commit for a thousand ticks of
+        the same second instead of a thousand. Most were prepared ahead of time."""
+        now = self.runtime.clock()
         fired: list[FiredTick] = []
-        starts: list[StartRequest] = []
+        starts: list[PreparedStart] = []
+        undecided: list[tuple[_Entry, datetime]] = []
+        with self._lock:
+            plans = [(entry, tick, self._prepared.pop(seq, None)) for entry, tick, seq in due]
+        for entry, tick, plan in plans:
+            if plan is None or now - plan.planned_at > PREPARED_SLACK_SECONDS:
+                undecided.append((entry, tick))
+                continue
+            if plan.fired is not None:
+                fired.append(plan.fired)
+            if plan.start is not None:
+                starts.append(plan.start)
+        if undecided:
+            self._decide_now(undecided, fired, starts)
+        if starts:
+            self.runtime.start_many(starts)
+            if any(start.row.queue_name is not None for start in starts):
+                _wake_queues(self.runtime)
+        self.schedules.record_fired(fired)
+
+    def _decide_now(
+        self,
+        due: list[tuple[_Entry, datetime]],
+        fired: list[FiredTick],
+        starts: list[PreparedStart],
+    ) -> None:
+        """Decide ticks at the moment they are due (overlap policies, late or new timers)."""
+        states = self.schedules.tick_states({e.definition.name for e, _ in due})
+        requests: list[StartRequest] = []
         for entry, tick in due:
             name = entry.definition.name
             state = states.get(name)
             if state is None:
                 continue  # deleted from the database (another daemon's set_schedules)
             try:
-                outcome = self._fire_tick(entry.definition, tick, state, starts)
+                outcome = self._fire_tick(entry.definition, tick, state, requests)
             except Exception:
                 logger.exception("schedule %s: tick %s failed to start", name, tick.isoformat())
                 continue
@@ -389,11 +506,14 @@ class Scheduler:
                     states[name] = TickState(
                         state.paused, outcome.tick_ms, outcome.workflow_id, "PENDING"
                     )
-        if starts:
-            self.runtime.start_many(starts)
-            if any(request.queue is not None for request in starts):
-                _wake_queues(self.runtime)
-        self.schedules.record_fired(fired)
+        starts.extend(prepare_start(self.runtime, request) for request in requests)
+
+    @staticmethod
+    def _tick_handled(definition: ScheduleDefinition, tick: datetime, state: TickState) -> bool:
+        """Paused, or the tick was handled already (by another process or before a restart)."""
+        if state.paused or definition.paused:
+            return True
+        return state.last_tick_ms is not None and state.last_tick_ms >= _tick_ms(tick)
 
     def _fire_tick(
         self,
@@ -403,11 +523,9 @@ class Scheduler:
         starts: list[StartRequest],
     ) -> FiredTick | None:
         """Decide one tick; a run to start now is appended to ``starts``."""
-        tick_ms = int(tick.timestamp() * 1000)
-        if state.paused or definition.paused:
+        if self._tick_handled(definition, tick, state):
             return None
-        if state.last_tick_ms is not None and state.last_tick_ms >= tick_ms:
-            return None  # handled already, by another process or before a restart
+        tick_ms = _tick_ms(tick)
         workflow_id = tick_workflow_id(definition.name, tick)
         held = 0
         if definition.overlap_policy in (OverlapPolicy.BUFFER_ONE, OverlapPolicy.BUFFER_ALL):
@@ -427,9 +545,14 @@ class Scheduler:
         return FiredTick(definition.name, tick_ms, workflow_id)
 
     def _start_request(
-        self, definition: ScheduleDefinition, workflow_id: str, tick: datetime, queue: str | None
+        self,
+        definition: ScheduleDefinition,
+        workflow_id: str,
+        tick: datetime,
+        queue: str | None,
+        actual: datetime | None = None,
     ) -> StartRequest:
-        args, kwargs = definition.tick_inputs(tick, self._now())
+        args, kwargs = definition.tick_inputs(tick, actual or self._now())
         return StartRequest(
             REGISTRY.require_workflow(definition.workflow_name),
             workflow_id,
@@ -504,6 +627,10 @@ class Scheduler:
     def _poll_windows(self) -> None:
         for window in self.debounces.due_windows(self.runtime.now_ms()):
             self._fire_window(window.namespace, window.key)
+
+
+def _tick_ms(tick: datetime) -> int:
+    return int(tick.timestamp() * 1000)
 
 
 def _wake_queues(runtime: Runtime) -> None:

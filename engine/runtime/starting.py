@@ -168,32 +168,44 @@ class StartRequest:
     queue: QueuePlacement | None = None
 
 
-def insert_many(runtime: Runtime, requests: list[StartRequest]) -> list[WorkflowRow]:
-    """Insert the rows of many starts in one commit; returns the rows created now (an ID that
+@dataclass
+class PreparedStart:
+    """A start whose row is built ahead of time (inputs encoded); its times are set at insert,
+    so the scheduler can do the work of a thousand ticks before the second they are due."""
+
+    request: StartRequest
+    row: WorkflowRow
+
+
+def prepare_start(runtime: Runtime, request: StartRequest) -> PreparedStart:
+    timeout_ms = None if request.timeout_seconds is None else int(request.timeout_seconds * 1000)
+    row = new_workflow_row(
+        runtime,
+        request.fn,
+        None,
+        request.workflow_id,
+        runtime.codec.encode_inputs(request.fn.name, request.args, request.kwargs),
+        0,  # stamped by insert_many
+        queue=request.queue,
+        timeout_ms=timeout_ms,
+        deadline_ms=None,
+    )
+    return PreparedStart(request, row)
+
+
+def insert_many(runtime: Runtime, starts: list[PreparedStart]) -> list[PreparedStart]:
+    """Insert the rows of many starts in one commit; returns the starts created now (an ID that
     exists already, say a tick another process started, is skipped)."""
     now = runtime.now_ms()
-    rows = []
-    for request in requests:
-        timeout_ms = (
-            None if request.timeout_seconds is None else int(request.timeout_seconds * 1000)
-        )
-        deadline_ms = now + timeout_ms if timeout_ms is not None and request.queue is None else None
-        inputs = runtime.codec.encode_inputs(request.fn.name, request.args, request.kwargs)
-        rows.append(
-            new_workflow_row(
-                runtime,
-                request.fn,
-                None,
-                request.workflow_id,
-                inputs,
-                now,
-                queue=request.queue,
-                timeout_ms=timeout_ms,
-                deadline_ms=deadline_ms,
-            )
-        )
-    created = runtime.store.insert_workflows(rows)
-    return [row for row in rows if row.workflow_uuid in created]
+    for start in starts:
+        row = start.row
+        row.created_at = row.updated_at = now
+        if row.queue_name is None:
+            row.started_at_epoch_ms = now
+            if row.timeout_ms is not None:
+                row.deadline_epoch_ms = now + row.timeout_ms
+    created = runtime.store.insert_workflows([start.row for start in starts])
+    return [start for start in starts if start.row.workflow_uuid in created]
 
 
 def _check_same_workflow(stored: WorkflowRow, wanted: WorkflowRow) -> None:

@@ -13,7 +13,7 @@ from engine import DBOS
 from engine.dbos import _runtime
 from engine.runtime.dispatch import CORE_DRAINERS, RunDispatcher
 from engine.runtime.registry import REGISTRY
-from engine.runtime.starting import StartRequest
+from engine.runtime.starting import StartRequest, prepare_start
 from engine.storage.database import Database, parse_database_url
 from engine.storage.migrations import migrate_system_database
 from engine.storage.store import SystemStore, WorkflowOutcome, WorkflowRow
@@ -72,9 +72,9 @@ def test_start_many_runs_each_created_workflow_once(dbos: None) -> None:
     now = datetime.now(UTC)
     requests = [StartRequest(fn, f"batch-{i}", (now, f"r{i}"), {}) for i in range(450)]
     runtime = _runtime()
-    assert len(runtime.start_many(requests)) == 450
+    assert len(runtime.start_many([prepare_start(runtime, r) for r in requests])) == 450
     # The same IDs again (another replica's pass): nothing new starts.
-    assert runtime.start_many(requests[:10]) == []
+    assert runtime.start_many([prepare_start(runtime, r) for r in requests[:10]]) == []
     for i in (0, 49, 50, 449):
         assert DBOS.retrieve_workflow(f"batch-{i}").get_result() == f"R{i}"
     for i in range(450):

@@ -604,3 +604,14 @@ def test_enqueue_from_another_process_wakes_the_worker_via_notify(db_url: str) -
     started = time.monotonic()
     assert DBOS.retrieve_workflow("notified-1").get_result() == "ran x"
     assert time.monotonic() - started < 60
+
+
+def test_declaring_a_queue_wakes_running_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A queue declared after launch has its backlog looked at now, not at the worker's next
+    poll of the other queues (up to their polling interval later)."""
+    from engine.runtime import queue_worker
+
+    worker_events = {1: threading.Event(), 2: threading.Event()}
+    monkeypatch.setattr(queue_worker, "_wakeups", worker_events)
+    Queue("declared-late")
+    assert all(event.is_set() for event in worker_events.values())

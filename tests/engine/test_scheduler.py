@@ -198,6 +198,39 @@ def test_each_tick_runs_once_with_its_nominal_time(
     assert mine[-1][1] == T0 + timedelta(minutes=3, seconds=0.5)
 
 
+def _prepared_ticks() -> int:
+    return sum(1 for plan in get_scheduler()._prepared.values() if plan is not None)
+
+
+def test_a_tick_is_prepared_ahead_and_starts_at_its_instant(
+    clock: FakeClock, launch: Callable[..., None]
+) -> None:
+    launch()
+    set_schedules([minutely(args=("ahead",))])
+    tick = T0 + timedelta(minutes=1)
+    clock.move_to(tick - timedelta(seconds=0.03))  # within the lead: decided, row built
+    wait_until(lambda: _prepared_ticks() == 1)
+    assert runs("m") == {}  # nothing is written before the tick
+    clock.move_to(tick)
+    finished("m", 1)
+    assert [s for s in SEEN if s[2] == "ahead"] == [(tick, tick, "ahead")]
+    assert _prepared_ticks() == 0
+
+
+def test_a_prepared_tick_fired_late_is_decided_afresh(
+    clock: FakeClock, launch: Callable[..., None]
+) -> None:
+    launch()
+    set_schedules([minutely(args=("late",))])
+    tick = T0 + timedelta(minutes=1)
+    clock.move_to(tick - timedelta(seconds=0.03))
+    wait_until(lambda: _prepared_ticks() == 1)
+    clock.move_to(tick + timedelta(seconds=2))  # the scheduler was held up past the slack
+    finished("m", 1)
+    # actual_time tells when it really started, not when it was planned.
+    assert [s for s in SEEN if s[2] == "late"] == [(tick, tick + timedelta(seconds=2), "late")]
+
+
 def test_set_schedules_replaces_the_managed_set(
     clock: FakeClock, launch: Callable[..., None]
 ) -> None:
