@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from engine.runtime.executor import Runtime
 
 logger = logging.getLogger("keeptime.engine")
+#: Wake-ups within this long of the last poll wait out the rest of it (see _coalesce_wakeups).
+WAKEUP_COALESCE_SECONDS = 0.005
 _STEP_WORKFLOW_PREFIX = "<temp>."  # see engine.runtime.hooks.step_as_workflow
 _wakeups: dict[int, threading.Event] = {}
 
@@ -76,6 +78,7 @@ class QueueWorker:
     unrunnable: set[str] = field(default_factory=set)
     # Workflows this worker started and that still run: their end frees a queue slot.
     running: set[str] = field(default_factory=set)
+    last_poll: float = 0.0  # monotonic
 
     def on_finish(self, workflow_id: str) -> None:
         """A run ended here; poll now only if it held a queue slot (other ends change nothing
@@ -107,6 +110,8 @@ class QueueWorker:
             while not self.runtime.stopping.is_set():
                 # Clear before polling: a wake-up that arrives during the poll is not lost.
                 woken = self.event.is_set()
+                if woken:
+                    self._coalesce_wakeups()
                 self.event.clear()
                 try:
                     self.poll(everything=woken)
@@ -117,11 +122,19 @@ class QueueWorker:
             if _wakeups.get(id(self.runtime)) is self.event:
                 _wakeups.pop(id(self.runtime), None)
 
+    def _coalesce_wakeups(self) -> None:
+        """A wake-up right after a poll waits a moment: the enqueues and finishes of a busy
+        process then share one claim, instead of each taking the writer for its own. The
+        first wake-up after a quiet spell polls at once."""
+        pause = self.last_poll + WAKEUP_COALESCE_SECONDS - time.monotonic()
+        if pause > 0:
+            self.runtime.stopping.wait(pause)
+
     def poll(self, everything: bool = True) -> int:
         """Claim and start what the limits allow; returns how many workflows started."""
         from engine.queue import registered_queues
 
-        now = time.monotonic()
+        now = self.last_poll = time.monotonic()
         queues = {q.name: q for q in registered_queues()}
         for name in list(self.due):
             if name not in queues:
