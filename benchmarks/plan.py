@@ -31,6 +31,7 @@ class Scenario:
     # Full mode: a longer window for ours alone (the peers' thousand threads would take the
     # whole budget), as long as the target asks for.
     ours_full_seconds: float | None = None
+    ours_only: bool = False  # the peers have no counterpart (see the scenario's docstring)
 
     def size_for(self, peer: Peer, quick: bool) -> Size:
         size = self.quick if quick and self.quick else self.full
@@ -40,6 +41,8 @@ class Scenario:
 
     def peers(self, backend: str) -> list[Peer]:
         module = f"benchmarks.scenarios.{self.module}"
+        if self.ours_only:
+            return [Peer("ours", "ours", module)]
         peers = [Peer("ours", "ours", module), Peer("reference", "ref", module)]
         if self.name == "steps":
             peers += floor_peers(backend)
@@ -81,6 +84,14 @@ SCENARIOS: tuple[Scenario, ...] = (
     _schedules(10, 5, None),
     _schedules(100, 5, Size(100, 2, 1)),
     _schedules(1000, 8, None, ours_full_seconds=60),  # the issue's window: 60 s
+    Scenario(
+        "schedules-10k-minutely",
+        "schedules_minutely",
+        Size(10_000, 0, 1),
+        None,
+        timeout=90,
+        ours_only=True,
+    ),
     Scenario("recovery", "recovery", Size(500, 60, 2), Size(100, 30, 1), timeout=150),
     Scenario("launch", "launch", Size(1, 3, 3), Size(1, 1, 1), timeout=60),
 )

@@ -55,6 +55,10 @@ TARGETS = (
     Target("schedules-1000", "missed ticks", None, "==", 0),
     Target("schedules-1000", "duplicate ticks", None, "==", 0),
     Target("schedules-1000", "threads (max)", None, "<=", 10),
+    # 200 MB (decimal, as the issue writes it) in MiB, the unit RSS is reported in.
+    Target("schedules-10k-minutely", "RSS (peak)", None, "<", 190.7),
+    Target("schedules-10k-minutely", "missed ticks", None, "==", 0),
+    Target("schedules-10k-minutely", "duplicate ticks", None, "==", 0),
 )
 
 
@@ -117,19 +121,21 @@ class Report:
 
     def _rows(self, scenario: str, backend: str) -> list[str]:
         ours = self.get(scenario, backend, "ours")
-        ref = self.get(scenario, backend, "reference")
-        if ours is None or ref is None:
+        ref = self.get(scenario, backend, "reference")  # None: an ours-only scenario
+        if ours is None:
             return []
         floor = self.get(scenario, backend, _floor_label(backend))
-        names = list(ours.values) or list(ref.values) or ["(all metrics)"]
+        names = list(ours.values) or (list(ref.values) if ref else []) or ["(all metrics)"]
         rows = []
         for name in names:
-            o, r = ours.values.get(name), ref.values.get(name)
-            unit = ours.units.get(name) or ref.units.get(name) or ""
+            o = ours.values.get(name)
+            r = ref.values.get(name) if ref else None
+            unit = ours.units.get(name) or (ref.units.get(name) if ref else None) or ""
             f = floor.values.get(name) if floor else None
             to_floor = ratio(o, f) if name == "workflows/s" else None
+            ref_cell = _cell(r, ref) if ref else "—"
             rows.append(
-                f"| {scenario} | {name} ({unit}) | {backend} | {_cell(o, ours)} | {_cell(r, ref)} "
+                f"| {scenario} | {name} ({unit}) | {backend} | {_cell(o, ours)} | {ref_cell} "
                 f"| {fmt(ratio(o, r))} | {fmt(to_floor) if to_floor else ''} "
                 f"| {self._target(scenario, name, backend, o, ratio(o, r), to_floor)} |"
             )

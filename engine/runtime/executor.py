@@ -48,6 +48,7 @@ WATCH_INTERVAL_SECONDS = 1.0
 # Batched starts commit this many rows at a time, so the first runs begin before the last insert.
 START_CHUNK = 200
 FIRST_START_CHUNK = 50
+EXCLUSIVE_ROWS = 1000
 
 
 class Runtime:
@@ -189,28 +190,45 @@ class Runtime:
 
     def start_many(self, starts: list[PreparedStart]) -> list[str]:
         """Start many top-level workflows (the scheduler's ticks) with one commit per chunk;
-        returns the IDs created now. Queued ones wait for the queue worker."""
+        returns the IDs created now. Queued ones wait for the queue worker.
+
+        The process's other writers wait while the first ``EXCLUSIVE_ROWS`` rows go in (the
+        completions of the first runs would otherwise delay the last ones); in a bigger burst
+        they take turns after that, so its completions do not pile up in memory.
+        """
         started: list[str] = []
-        first = 0
         with self.db.exclusive_writes():
-            while first < len(starts):
-                # A small first chunk gets the first runs going while the rest are written.
-                size = START_CHUNK if first else FIRST_START_CHUNK
-                chunk, first = starts[first : first + size], first + size
-                for created in insert_many(self, chunk):
-                    row, request = created.row, created.request
-                    started.append(row.workflow_uuid)
-                    if row.status == "PENDING":
-                        self.submit(
-                            row.workflow_uuid,
-                            request.fn,
-                            None,
-                            request.args,
-                            request.kwargs,
-                            row.deadline_epoch_ms,
-                            {},
-                        )
+            done = self._start_chunks(starts, 0, EXCLUSIVE_ROWS, started)
+        self._start_chunks(starts, done, len(starts), started)
         return started
+
+    def _start_chunks(
+        self, starts: list[PreparedStart], first: int, until: int, started: list[str]
+    ) -> int:
+        """Insert and start ``starts[first:]`` by chunks until ``until`` is passed; returns
+        where it stopped."""
+        while first < min(until, len(starts)):
+            # A small first chunk gets the first runs going while the rest are written.
+            size = START_CHUNK if first else FIRST_START_CHUNK
+            chunk, first = starts[first : first + size], first + size
+            started.extend(self._insert_and_submit(chunk))
+        return first
+
+    def _insert_and_submit(self, chunk: list[PreparedStart]) -> list[str]:
+        created = insert_many(self, chunk)
+        for start in created:
+            row, request = start.row, start.request
+            if row.status == "PENDING":
+                self.submit(
+                    row.workflow_uuid,
+                    request.fn,
+                    None,
+                    request.args,
+                    request.kwargs,
+                    row.deadline_epoch_ms,
+                    {},
+                )
+        return [start.row.workflow_uuid for start in created]
 
     def submit(
         self,

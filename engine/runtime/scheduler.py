@@ -73,10 +73,11 @@ DEBOUNCE_POLL_SECONDS = 1.0
 #: (local completions wake the scheduler at once).
 HOLD_RECHECK_SECONDS = 0.5
 #: Ticks are prepared (state read, rows built) this long before they are due, so that at the
-#: tick only the insert and the start remain. The lead grows with the time a burst takes to
-#: prepare (twice the last one), up to the maximum.
+#: tick only the insert and the start remain. The lead is twice what preparing every schedule
+#: at once would take (the worst burst), measured per tick, within these bounds.
 MIN_PREPARE_LEAD_SECONDS = 0.05
 MAX_PREPARE_LEAD_SECONDS = 1.0
+_INITIAL_PREPARE_SECONDS_PER_TICK = 50e-6
 #: A prepared tick fired later than planned by more than this is decided afresh, so that its
 #: ``actual_time`` and its state are current.
 PREPARED_SLACK_SECONDS = 0.01
@@ -178,7 +179,7 @@ class _Timer:
     regular: bool = field(compare=False, default=False)  # a catch-up timer does not re-arm
 
 
-@dataclass
+@dataclass(slots=True)
 class _PreparedTick:
     """A tick decided ahead of time (overlap ``allow`` only: other policies depend on the
     previous run, so they are decided when the tick is due)."""
@@ -211,7 +212,7 @@ class Scheduler:
         self._next_debounce_poll = 0.0  # monotonic
         # Timers looked at ahead of time, by seq: a prepared tick, or None (decide when due).
         self._prepared: dict[int, _PreparedTick | None] = {}
-        self._lead = MIN_PREPARE_LEAD_SECONDS
+        self._prepare_cost = _INITIAL_PREPARE_SECONDS_PER_TICK  # measured per tick
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -392,7 +393,7 @@ class Scheduler:
             if self._heap:
                 first = self._heap[0]
                 looked_at = first.kind != "tick" or first.seq in self._prepared
-                waits.append(first.at - now - (0.0 if looked_at else self._lead))
+                waits.append(first.at - now - (0.0 if looked_at else self._lead()))
             if self._holding:
                 waits.append(HOLD_RECHECK_SECONDS)
         return max(0.0, min(waits))
@@ -408,7 +409,8 @@ class Scheduler:
         upcoming: list[tuple[_Entry, _Timer]] = []
         with self._lock:
             soon = []
-            while self._heap and self._heap[0].at <= now + self._lead:
+            lead = self._lead()
+            while self._heap and self._heap[0].at <= now + lead:
                 soon.append(heapq.heappop(self._heap))
             for timer in soon:
                 heapq.heappush(self._heap, timer)
@@ -436,10 +438,14 @@ class Scheduler:
             prepared[timer.seq] = self._prepare_tick(
                 entry.definition, timer.tick, state, actual, planned_at
             )
-        spent = time.monotonic() - began
-        self._lead = min(MAX_PREPARE_LEAD_SECONDS, max(MIN_PREPARE_LEAD_SECONDS, 2 * spent))
+        self._prepare_cost = (time.monotonic() - began) / len(upcoming)
         with self._lock:
             self._prepared.update(prepared)
+
+    def _lead(self) -> float:
+        """How long before a tick to prepare it (under ``self._lock``)."""
+        worst = 2 * self._prepare_cost * len(self._entries)
+        return min(MAX_PREPARE_LEAD_SECONDS, max(MIN_PREPARE_LEAD_SECONDS, worst))
 
     def _prepare_tick(
         self,

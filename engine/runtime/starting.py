@@ -156,7 +156,7 @@ def new_workflow_row(
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StartRequest:
     """One top-level workflow start in a batch (the scheduler's ticks), with explicit options."""
 
@@ -168,7 +168,7 @@ class StartRequest:
     queue: QueuePlacement | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class PreparedStart:
     """A start whose row is built ahead of time (inputs encoded); its times are set at insert,
     so the scheduler can do the work of a thousand ticks before the second they are due."""

@@ -75,7 +75,7 @@ class Registration:
     inputs: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FiredTick:
     name: str
     tick_ms: int

@@ -73,7 +73,7 @@ logger = logging.getLogger("keeptime.engine")
 TERMINAL_STATUSES = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a burst of ticks holds thousands of these at once
 class WorkflowRow:
     workflow_uuid: str
     status: str
@@ -108,7 +108,7 @@ class WorkflowRow:
         return cls(**{name: mapping[name] for name in _WORKFLOW_FIELDS})
 
     def values(self) -> dict[str, Any]:
-        return dict(vars(self))  # a plain dataclass: its fields are exactly its __dict__
+        return {name: getattr(self, name) for name in _WORKFLOW_FIELDS}
 
 
 _WORKFLOW_FIELDS = tuple(f.name for f in fields(WorkflowRow))
