@@ -259,12 +259,7 @@ class SystemStore:
         # Columns NULL in every row are left out: half the bind parameters for tick rows.
         columns = [c for c in values[0] if any(v[c] is not None for v in values)]
         if not self.db.is_sqlite:
-            # One array per column (unnest): PostgreSQL parses a short statement, not a VALUES
-            # list of thousands of parameters.
-            arrays = {f"a{i}": [v[c] for v in values] for i, c in enumerate(columns)}
-            with self.db.autocommit() as conn:
-                found = conn.execute(self._insert_unnest_statement(tuple(columns)), arrays)
-                return set(found.scalars())
+            return self._insert_workflows_unnest(values, columns)
         stmt = (
             self._insert(workflow_status)
             .on_conflict_do_nothing(index_elements=["workflow_uuid"])
@@ -273,6 +268,24 @@ class SystemStore:
         params = [{c: v[c] for c in columns} for v in values]
         with self.db.write() as conn:
             return set(conn.execute(stmt, params).scalars())
+
+    def _insert_workflows_unnest(
+        self, values: list[dict[str, Any]], columns: list[str]
+    ) -> set[str]:
+        """PostgreSQL: one array per column (unnest), so the server parses a short statement,
+        not a VALUES list of thousands of parameters. A column with one value in every row
+        (status, times, executor, version: most of a burst of ticks) is a single parameter."""
+        params: dict[str, Any] = {}
+        shapes: list[tuple[str, bool]] = []
+        for i, column in enumerate(columns):
+            first = values[0][column]
+            # The IDs always form the array that unnest expands (one row: one element).
+            same = column != "workflow_uuid" and all(v[column] == first for v in values)
+            params[f"a{i}"] = first if same else [v[column] for v in values]
+            shapes.append((column, same))
+        with self.db.autocommit() as conn:
+            found = conn.execute(self._insert_unnest_statement(tuple(shapes)), params)
+            return set(found.scalars())
 
     def _complete_unnest_statement(self) -> TextClause:
         """Finish many workflows in one statement on PostgreSQL (arrays of IDs and outcomes)."""
@@ -290,20 +303,28 @@ class SystemStore:
             ),
         )
 
-    def _insert_unnest_statement(self, columns: tuple[str, ...]) -> TextClause:
+    def _insert_unnest_statement(self, shapes: tuple[tuple[str, bool], ...]) -> TextClause:
+        """``shapes``: each column, and whether one value serves every row (a scalar)."""
+
         def build() -> str:
-            arrays = ", ".join(
-                f"CAST(:a{i} AS {_PG_ARRAY_TYPES[type(workflow_status.c[c].type)]}[])"
-                for i, c in enumerate(columns)
-            )
-            names = ", ".join(f'"{c}"' for c in columns)
+            sources, arrays, names = [], [], []
+            for i, (column, same) in enumerate(shapes):
+                sql_type = _PG_ARRAY_TYPES[type(workflow_status.c[column].type)]
+                names.append(f'"{column}"')
+                if same:
+                    sources.append(f"CAST(:a{i} AS {sql_type})")
+                else:
+                    sources.append(f"u.a{i}")
+                    arrays.append((f"CAST(:a{i} AS {sql_type}[])", f"a{i}"))
+            unnest = ", ".join(cast for cast, _ in arrays)
+            aliases = ", ".join(alias for _, alias in arrays)
             return (
-                f"INSERT INTO {self.table_name(workflow_status)} ({names}) "
-                f"SELECT * FROM unnest({arrays}) "
+                f"INSERT INTO {self.table_name(workflow_status)} ({', '.join(names)}) "
+                f"SELECT {', '.join(sources)} FROM unnest({unnest}) AS u({aliases}) "
                 'ON CONFLICT ("workflow_uuid") DO NOTHING RETURNING "workflow_uuid"'
             )
 
-        return self._cached(("insert_unnest", columns), build)
+        return self._cached(("insert_unnest", shapes), build)
 
     @retry_on_connection_loss
     def record_step(self, workflow_id: str, step: StepRecord, started_ms: int | None) -> StepWrite:

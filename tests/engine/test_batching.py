@@ -44,6 +44,35 @@ def test_insert_workflows_creates_only_new_ids(db_url: str) -> None:
         store.db.dispose()
 
 
+def _stored(store: SystemStore, workflow_id: str) -> WorkflowRow:
+    row = store.get_workflow(workflow_id)
+    assert row is not None, f"{workflow_id} was not stored"
+    return row
+
+
+def test_insert_workflows_stores_shared_and_varying_columns(db_url: str) -> None:
+    """Columns equal in every row go as one value on PostgreSQL; each row keeps its own."""
+    store = _store(db_url)
+    try:
+        assert store.insert_workflows([_row("solo", "ENQUEUED")]) == {"solo"}
+        rows = [_row("x"), _row("y", "ENQUEUED"), _row("z")]
+        rows[1].inputs, rows[2].inputs = '{"n": 2}', '{"n": 3}'
+        rows[1].queue_name = "q"
+        assert store.insert_workflows(rows) == {"x", "y", "z"}
+        stored = {w: _stored(store, w) for w in ("solo", "x", "y", "z")}
+        assert {w: r.status for w, r in stored.items()} == {
+            "solo": "ENQUEUED",
+            "x": "PENDING",
+            "y": "ENQUEUED",
+            "z": "PENDING",
+        }
+        assert [stored[w].inputs for w in "xyz"] == [None, '{"n": 2}', '{"n": 3}']
+        assert [stored[w].queue_name for w in "xyz"] == [None, "q", None]
+        assert {r.name for r in stored.values()} == {"wf"}
+    finally:
+        store.db.dispose()
+
+
 def test_complete_workflows_leaves_cancelled_ones_alone(db_url: str) -> None:
     store = _store(db_url)
     try:
