@@ -70,8 +70,7 @@ def run_all(
                 if rep % 2:
                     peers.reverse()
                 for peer in peers:
-                    peer_size = scenario.size_for(peer, args.quick)
-                    peer_size = Size(peer_size.size, peer_size.seconds, size.repeats)
+                    peer_size = scenario.size_for(peer, size, args.quick)
                     t0 = time.monotonic()
                     with databases.fresh(backend) as url:
                         outcome = runner.run(

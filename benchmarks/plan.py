@@ -33,8 +33,8 @@ class Scenario:
     ours_full_seconds: float | None = None
     ours_only: bool = False  # the peers have no counterpart (see the scenario's docstring)
 
-    def size_for(self, peer: Peer, quick: bool) -> Size:
-        size = self.quick if quick and self.quick else self.full
+    def size_for(self, peer: Peer, size: Size, quick: bool) -> Size:
+        """This mode's ``size``, with ours' longer full-mode window where the scenario has one."""
         if peer.label == "ours" and not quick and self.ours_full_seconds is not None:
             return Size(size.size, self.ours_full_seconds, size.repeats)
         return size

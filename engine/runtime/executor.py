@@ -216,8 +216,7 @@ class Runtime:
 
     def _insert_and_submit(self, chunk: list[PreparedStart]) -> list[str]:
         created = insert_many(self, chunk)
-        for start in created:
-            row, request = start.row, start.request
+        for request, row in created:
             if row.status == "PENDING":
                 self.submit(
                     row.workflow_uuid,
@@ -228,7 +227,7 @@ class Runtime:
                     row.deadline_epoch_ms,
                     {},
                 )
-        return [start.row.workflow_uuid for start in created]
+        return [row.workflow_uuid for _, row in created]
 
     def submit(
         self,

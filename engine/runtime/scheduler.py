@@ -72,9 +72,9 @@ DEBOUNCE_POLL_SECONDS = 1.0
 #: While a schedule has buffered ticks, how often its previous run is checked for completion
 #: (local completions wake the scheduler at once).
 HOLD_RECHECK_SECONDS = 0.5
-#: Ticks are prepared (state read, rows built) this long before they are due, so that at the
-#: tick only the insert and the start remain. The lead is twice what preparing every schedule
-#: at once would take (the worst burst), measured per tick, within these bounds.
+#: Ticks are prepared (state read, inputs encoded) this long before they are due, so that at
+#: the tick only the rows, the insert and the start remain. The lead is twice what preparing
+#: every schedule at once would take (the worst burst), measured per tick, within these bounds.
 MIN_PREPARE_LEAD_SECONDS = 0.05
 MAX_PREPARE_LEAD_SECONDS = 1.0
 _INITIAL_PREPARE_SECONDS_PER_TICK = 50e-6
@@ -404,7 +404,7 @@ class Scheduler:
     # -- ticks ------------------------------------------------------------------------------------
 
     def _prepare_upcoming(self) -> None:
-        """Decide the ticks due within the lead and build their rows now, ahead of the tick."""
+        """Decide the ticks due within the lead and encode their inputs now, ahead of the tick."""
         now = self.runtime.clock()
         upcoming: list[tuple[_Entry, _Timer]] = []
         with self._lock:
@@ -435,9 +435,12 @@ class Scheduler:
                 continue
             planned_at = max(timer.at, now)
             actual = datetime.fromtimestamp(planned_at, tz=UTC)
-            prepared[timer.seq] = self._prepare_tick(
-                entry.definition, timer.tick, state, actual, planned_at
-            )
+            try:
+                prepared[timer.seq] = self._prepare_tick(
+                    entry.definition, timer.tick, state, actual, planned_at
+                )
+            except Exception:
+                continue  # left to be decided when due, where the failure is logged
         self._prepare_cost = (time.monotonic() - began) / len(upcoming)
         with self._lock:
             self._prepared.update(prepared)
@@ -455,12 +458,12 @@ class Scheduler:
         actual: datetime,
         planned_at: float,
     ) -> _PreparedTick:
-        if self._tick_handled(definition, tick, state):
-            return _PreparedTick(planned_at, None, None)
-        workflow_id = tick_workflow_id(definition.name, tick)
-        request = self._start_request(definition, workflow_id, tick, definition.queue_name, actual)
-        fired = FiredTick(definition.name, _tick_ms(tick), workflow_id)
-        return _PreparedTick(planned_at, fired, prepare_start(self.runtime, request))
+        """Decide an ``allow`` tick ahead (its decision has no side effects: no hold, no
+        cancel) and encode its run's inputs."""
+        requests: list[StartRequest] = []
+        fired = self._fire_tick(definition, tick, state, requests, actual)
+        start = prepare_start(self.runtime, requests[0]) if requests else None
+        return _PreparedTick(planned_at, fired, start)
 
     def _fire_ticks(self, due: list[_Due]) -> None:
         """Fire every due tick, and start the runs together: one commit for a thousand ticks of
@@ -483,7 +486,7 @@ class Scheduler:
             self._decide_now(undecided, fired, starts)
         if starts:
             self.runtime.start_many(starts)
-            if any(start.row.queue_name is not None for start in starts):
+            if any(start.request.queue is not None for start in starts):
                 _wake_queues(self.runtime)
         self.schedules.record_fired(fired)
 
@@ -514,24 +517,21 @@ class Scheduler:
                     )
         starts.extend(prepare_start(self.runtime, request) for request in requests)
 
-    @staticmethod
-    def _tick_handled(definition: ScheduleDefinition, tick: datetime, state: TickState) -> bool:
-        """Paused, or the tick was handled already (by another process or before a restart)."""
-        if state.paused or definition.paused:
-            return True
-        return state.last_tick_ms is not None and state.last_tick_ms >= _tick_ms(tick)
-
     def _fire_tick(
         self,
         definition: ScheduleDefinition,
         tick: datetime,
         state: TickState,
         starts: list[StartRequest],
+        actual: datetime | None = None,
     ) -> FiredTick | None:
-        """Decide one tick; a run to start now is appended to ``starts``."""
-        if self._tick_handled(definition, tick, state):
-            return None
+        """Decide one tick; a run to start now is appended to ``starts`` (``actual``: its
+        ``actual_time``, by default now)."""
         tick_ms = _tick_ms(tick)
+        if state.paused or definition.paused:
+            return None
+        if state.last_tick_ms is not None and state.last_tick_ms >= tick_ms:
+            return None  # handled already, by another process or before a restart
         workflow_id = tick_workflow_id(definition.name, tick)
         held = 0
         if definition.overlap_policy in (OverlapPolicy.BUFFER_ONE, OverlapPolicy.BUFFER_ALL):
@@ -547,7 +547,9 @@ class Scheduler:
             return FiredTick(definition.name, tick_ms, None)
         if action is Overlap.CANCEL_AND_START and state.last_workflow_id is not None:
             self.runtime.cancel(state.last_workflow_id)
-        starts.append(self._start_request(definition, workflow_id, tick, definition.queue_name))
+        starts.append(
+            self._start_request(definition, workflow_id, tick, definition.queue_name, actual)
+        )
         return FiredTick(definition.name, tick_ms, workflow_id)
 
     def _start_request(

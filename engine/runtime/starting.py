@@ -170,42 +170,45 @@ class StartRequest:
 
 @dataclass(slots=True)
 class PreparedStart:
-    """A start whose row is built ahead of time (inputs encoded); its times are set at insert,
-    so the scheduler can do the work of a thousand ticks before the second they are due."""
+    """A start whose inputs are encoded ahead of time, so the scheduler can do most of the work
+    of a thousand ticks before the second they are due; the row is built at insert."""
 
     request: StartRequest
-    row: WorkflowRow
+    inputs: str
 
 
 def prepare_start(runtime: Runtime, request: StartRequest) -> PreparedStart:
-    timeout_ms = None if request.timeout_seconds is None else int(request.timeout_seconds * 1000)
-    row = new_workflow_row(
-        runtime,
-        request.fn,
-        None,
-        request.workflow_id,
-        runtime.codec.encode_inputs(request.fn.name, request.args, request.kwargs),
-        0,  # stamped by insert_many
-        queue=request.queue,
-        timeout_ms=timeout_ms,
-        deadline_ms=None,
-    )
-    return PreparedStart(request, row)
+    inputs = runtime.codec.encode_inputs(request.fn.name, request.args, request.kwargs)
+    return PreparedStart(request, inputs)
 
 
-def insert_many(runtime: Runtime, starts: list[PreparedStart]) -> list[PreparedStart]:
-    """Insert the rows of many starts in one commit; returns the starts created now (an ID that
-    exists already, say a tick another process started, is skipped)."""
+def insert_many(
+    runtime: Runtime, starts: list[PreparedStart]
+) -> list[tuple[StartRequest, WorkflowRow]]:
+    """Insert the rows of many starts in one commit; returns the starts created now, with their
+    rows (an ID that exists already, say a tick another process started, is skipped)."""
     now = runtime.now_ms()
+    built = []
     for start in starts:
-        row = start.row
-        row.created_at = row.updated_at = now
-        if row.queue_name is None:
-            row.started_at_epoch_ms = now
-            if row.timeout_ms is not None:
-                row.deadline_epoch_ms = now + row.timeout_ms
-    created = runtime.store.insert_workflows([start.row for start in starts])
-    return [start for start in starts if start.row.workflow_uuid in created]
+        request = start.request
+        timeout_ms = (
+            None if request.timeout_seconds is None else int(request.timeout_seconds * 1000)
+        )
+        deadline_ms = now + timeout_ms if timeout_ms is not None and request.queue is None else None
+        row = new_workflow_row(
+            runtime,
+            request.fn,
+            None,
+            request.workflow_id,
+            start.inputs,
+            now,
+            queue=request.queue,
+            timeout_ms=timeout_ms,
+            deadline_ms=deadline_ms,
+        )
+        built.append((request, row))
+    created = runtime.store.insert_workflows([row for _, row in built])
+    return [(request, row) for request, row in built if row.workflow_uuid in created]
 
 
 def _check_same_workflow(stored: WorkflowRow, wanted: WorkflowRow) -> None:
