@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -27,10 +28,24 @@ def _find_bin(name: str) -> str | None:
     return shutil.which(name)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# Test servers listen below Linux's ephemeral range (32768+): a server stopped for a long
+# outage would otherwise find its port taken by some client's outgoing connection.
+_PORT_RANGE = (15432, 32000)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback below the ephemeral range."""
+    first, last = _PORT_RANGE
+    start = random.randrange(first, last)
+    for offset in range(last - first):
+        port = first + (start - first + offset) % (last - first)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}..{last}")
 
 
 @dataclass
@@ -54,10 +69,40 @@ class PostgresServer:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def stop(self) -> None:
+        """Stop for good and delete the data directory (end of the test session)."""
         try:
-            self._run([self.pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "stop"])
+            self.halt("immediate")
         finally:
             shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``, ``immediate`` or ``smart``), keeping its data: an outage."""
+        self._run([self.pg_ctl, "-D", str(self.data_dir), "-m", mode, "-w", "stop"])
+
+    def start(self) -> None:
+        """Start the server again after :meth:`halt`, on the same port."""
+        options = (
+            f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 "
+            "-c max_connections=300 -c fsync=on"
+        )
+        self._run(
+            [
+                self.pg_ctl,
+                "-D",
+                str(self.data_dir),
+                "-o",
+                options,
+                "-l",
+                str(self.data_dir / "log"),
+                "-w",
+                "start",
+            ]
+        )
+        _wait_ready(self.port)
+
+    def restart(self, mode: str = "fast") -> None:
+        self.halt(mode)
+        self.start()
 
 
 def start_postgres() -> PostgresServer:
@@ -76,14 +121,10 @@ def start_postgres() -> PostgresServer:
         os.chmod(root, 0o755)
         data_dir.mkdir()
         os.chown(data_dir, pw.pw_uid, pw.pw_gid)
-    port = _free_port()
+    port = free_port()
     server = PostgresServer(data_dir, port, run_as_postgres, pg_ctl)
     server._run([initdb, "-D", str(data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8"])
-    options = f"-p {port} -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on"
-    server._run(
-        [pg_ctl, "-D", str(data_dir), "-o", options, "-l", str(data_dir / "log"), "-w", "start"]
-    )
-    _wait_ready(port)
+    server.start()
     return server
 
 
