@@ -12,6 +12,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, MetaData, inspect, select, text
 
 from engine.error import DBOSSchemaVersionError
+from engine.storage.bootstrap import ensure_database_exists
 from engine.storage.database import Database
 from engine.storage.debounce import DEBOUNCE_HOLD_QUEUE
 from engine.storage.messages import WAKEUP_CHANNEL
@@ -70,6 +71,7 @@ _ADVISORY_LOCK_KEY = 0x6B65_6570_7469_6D65 & 0x7FFF_FFFF_FFFF_FFFF  # "keeptime"
 
 def migrate_system_database(db: Database) -> int:
     """Bring the system database to ``SCHEMA_VERSION``; returns the version found before."""
+    ensure_database_exists(db)
     with db.write() as conn:
         _lock_and_create_schema(db, conn)
         found = _current_version(db, conn)
@@ -92,6 +94,7 @@ def migrate_system_database(db: Database) -> int:
 
 def create_application_tables(db: Database) -> None:
     """The application database only needs the transaction checkpoint table."""
+    ensure_database_exists(db)
     with db.write() as conn:
         _lock_and_create_schema(db, conn)
         app_metadata.create_all(conn)
