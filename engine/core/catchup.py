@@ -1,26 +1,35 @@
-"""What to run after downtime (catch-up), on overlap, and for an explicit backfill.
+"""What to run after a gap in firing (catch-up), on overlap, and for an explicit backfill.
 
-Pure functions over :class:`~engine.core.cron.CronSchedule`; the caller passes ``now``.
+Pure functions over :class:`~engine.core.cron.CronSchedule`; the caller passes ``now``. A gap is
+any time in which a schedule's ticks did not fire: the process was down, the database was
+unreachable, or the process stalled (a suspended VM). Every gap follows the same policy.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from engine.core.cron import CronSchedule
 from engine.error import DBOSInvalidArgumentError
 
 __all__ = [
+    "DROPPED_COUNT_LIMIT",
     "MAX_BACKFILL_TICKS",
     "MAX_CATCHUP_HARD_LIMIT",
+    "MIN_TICK_SPACING_SECONDS",
+    "CatchupPlan",
     "CatchupPolicy",
     "OverlapPolicy",
     "backfill_ticks",
+    "fell_behind",
     "missed_ticks",
     "parse_catchup_policy",
     "parse_overlap_policy",
+    "plan_catchup",
+    "previous_run_verdict",
 ]
 
 #: Absolute bound on the ticks one catch-up may start, whatever ``max_catchup`` says, so that a
@@ -29,6 +38,13 @@ MAX_CATCHUP_HARD_LIMIT: int = 1000
 
 #: Most ticks a single backfill request may cover; longer ranges must be split.
 MAX_BACKFILL_TICKS: int = 10_000
+
+#: Two ticks of one schedule are at least this far apart: crontab's finest field is the second.
+MIN_TICK_SPACING_SECONDS: float = 1.0
+
+#: Dropped ticks of a gap are counted one by one up to this many; beyond, the count is estimated
+#: from their spacing (a per-second schedule down for a month has millions).
+DROPPED_COUNT_LIMIT: int = 100
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
@@ -147,6 +163,165 @@ def _latest_ticks(
         tick = schedule.previous_at_or_before(tick - _ONE_MICROSECOND)
     found.reverse()
     return found
+
+
+def fell_behind(schedule: CronSchedule, tick: datetime, lateness_seconds: float) -> bool:
+    """Whether a regular tick found ``lateness_seconds`` after its fire time shows a gap.
+
+    It does when it is late by at least its interval, so that its successor is due too: the
+    process stalled or its VM was suspended. Firing the missed ticks one after another would be
+    a burst that ignores the catch-up policy, so the caller catches up instead. A tick late by
+    less than its interval just fires late.
+    """
+    if lateness_seconds < MIN_TICK_SPACING_SECONDS:
+        return False  # the usual case, without cron arithmetic: no interval is shorter
+    interval = (schedule.next_after(tick) - tick).total_seconds()
+    return lateness_seconds >= interval
+
+
+@dataclass(frozen=True, slots=True)
+class CatchupPlan:
+    """The catch-up decision for one gap in a schedule's firing.
+
+    ``gap_start`` is the last tick handled (the watermark; None if the schedule never fired),
+    ``gap_end`` the moment of the decision. ``run`` holds the missed ticks to start now,
+    ascending; ``dropped`` counts the other ticks missed in the gap (extrapolated from their
+    spacing when ``dropped_estimated``). A paused schedule runs nothing and counts nothing.
+    """
+
+    policy: CatchupPolicy
+    gap_start: datetime | None
+    gap_end: datetime
+    run: tuple[datetime, ...]
+    dropped: int = 0
+    dropped_estimated: bool = False
+    paused: bool = False
+
+    @property
+    def missed(self) -> int:
+        """How many ticks came due in the gap (run now or dropped)."""
+        return len(self.run) + self.dropped
+
+    def describe(self, name: str, cause: str) -> str:
+        """One log line: the schedule, the gap and its cause, the policy, the ticks run/dropped."""
+        gap = _gap_text(self.gap_start, self.gap_end)
+        if self.paused:
+            return f"schedule {name!r} is paused: nothing is caught up for the gap {gap} ({cause})"
+        about = "about " if self.dropped_estimated else ""
+        return (
+            f"schedule {name!r}: {self.missed} tick(s) missed in the gap {gap} ({cause}); "
+            f"catch-up policy {self.policy.value!r} runs {_ticks_text(self.run)} and drops "
+            f"{about}{self.dropped}"
+        )
+
+    def fields(self, name: str, cause: str) -> dict[str, Any]:
+        """The same facts as key/value pairs for structured logs."""
+        return {
+            "schedule": name,
+            "cause": cause,
+            "policy": self.policy.value,
+            "paused": self.paused,
+            "gap_start": None if self.gap_start is None else self.gap_start.isoformat(),
+            "gap_end": self.gap_end.isoformat(),
+            "ticks_run": [tick.isoformat() for tick in self.run],
+            "ticks_dropped": self.dropped,
+            "ticks_dropped_estimated": self.dropped_estimated,
+        }
+
+
+def plan_catchup(
+    schedule: CronSchedule,
+    last_fired: datetime | None,
+    now: datetime,
+    policy: CatchupPolicy,
+    catchup_window: timedelta | None,
+    max_catchup: int,
+    paused: bool = False,
+) -> CatchupPlan:
+    """Decide one gap in firing, (last_fired, now]: what runs is :func:`missed_ticks` (the same
+    rule at a start, after an outage and after a stall), and the rest is counted as dropped.
+
+    A paused schedule catches up nothing: resuming it moves its watermark to now anyway.
+    """
+    policy = parse_catchup_policy(policy)
+    effective = CatchupPolicy.NONE if paused else policy
+    run = missed_ticks(schedule, last_fired, now, effective, catchup_window, max_catchup)
+    if paused or last_fired is None or last_fired >= now:
+        return CatchupPlan(policy, last_fired, now, tuple(run), paused=paused)
+    # The most recent missed ticks are the ones that run, so every dropped tick is older.
+    until = run[0] - _ONE_MICROSECOND if run else now
+    dropped, estimated = _count_ticks(schedule, last_fired, until)
+    return CatchupPlan(policy, last_fired, now, tuple(run), dropped, estimated)
+
+
+def _count_ticks(schedule: CronSchedule, after: datetime, until: datetime) -> tuple[int, bool]:
+    """Ticks in (after, until]: exact up to DROPPED_COUNT_LIMIT, beyond that extrapolated."""
+    ticks = schedule.ticks_between(after, until, DROPPED_COUNT_LIMIT + 1)
+    if len(ticks) <= DROPPED_COUNT_LIMIT:
+        return len(ticks), False
+    covered = (ticks[-1] - ticks[0]).total_seconds()
+    span = (until - ticks[0]).total_seconds()
+    return 1 + round((len(ticks) - 1) * span / covered), True
+
+
+def _gap_text(start: datetime | None, end: datetime) -> str:
+    if start is None:
+        return f"until {end.isoformat()}"
+    return f"{start.isoformat()} .. {end.isoformat()} ({(end - start).total_seconds():.1f} s)"
+
+
+def _ticks_text(ticks: tuple[datetime, ...]) -> str:
+    if not ticks:
+        return "no tick"
+    if len(ticks) == 1:
+        return f"1 tick ({ticks[0].isoformat()})"
+    return f"{len(ticks)} ticks ({ticks[0].isoformat()} .. {ticks[-1].isoformat()})"
+
+
+def previous_run_verdict(
+    status: str | None,
+    *,
+    queued: bool,
+    executor_id: str | None,
+    run_version: str | None,
+    owner_version: str | None,
+    owner_heartbeat_ms: int | None,
+    now_ms: int,
+    stale_after_ms: int,
+    me: str,
+    my_version: str,
+) -> tuple[bool, str | None]:
+    """Whether a schedule's previous run counts as still going, for its overlap policy.
+
+    Returns ``(running, reason)``: ``reason`` says why an unfinished run is not waited on (no
+    live executor would finish it, so waiting would stop the schedule for good). An unfinished
+    run counts when it is ENQUEUED on a queue that workers serve (``queued``), or PENDING on an
+    executor that will finish it: this process (``me``, running ``my_version``), or an executor
+    whose last heartbeat (``owner_heartbeat_ms``, None when it has no row) is at most
+    ``stale_after_ms`` old and whose version (``owner_version``) is the run's (``run_version``).
+    """
+    if status == "ENQUEUED":
+        return (True, None) if queued else (False, "it is ENQUEUED on no queue a worker serves")
+    if status != "PENDING":
+        return False, None
+    if executor_id is None:
+        return False, "it is PENDING on no executor"
+    if executor_id == me:
+        owner_version = my_version  # this process is alive: only its version matters
+    elif owner_heartbeat_ms is None:
+        return False, f"its executor {executor_id!r} is not alive (no heartbeat recorded)"
+    elif now_ms - owner_heartbeat_ms > stale_after_ms:
+        silent = (now_ms - owner_heartbeat_ms) / 1000
+        return False, (
+            f"its executor {executor_id!r} sent no heartbeat for {silent:.0f} s "
+            f"(executor timeout {stale_after_ms / 1000:g} s)"
+        )
+    if owner_version != run_version:
+        return False, (
+            f"it belongs to application version {run_version!r}, but its executor "
+            f"{executor_id!r} runs version {owner_version!r}"
+        )
+    return True, None
 
 
 def backfill_ticks(schedule: CronSchedule, start: datetime, end: datetime) -> list[datetime]:

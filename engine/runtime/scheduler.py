@@ -2,9 +2,10 @@
 
 Each tick starts its workflow under a deterministic ID (``sched-<name>-<tick>``), so replicas
 and restarts that reach the same tick run it once. A durable watermark per schedule (the last
-nominal tick handled) drives catch-up after downtime and tells a lagging replica that a tick was
-already handled. The thread sleeps until the earliest timer; ``set_schedules``, local debounce
-calls and shutdown wake it. See docs/scheduling.md and docs/debouncing.md.
+nominal tick handled) drives catch-up after every gap in firing (downtime, a failed pass, a
+stall) and tells a lagging replica that a tick was already handled. The thread sleeps until the
+earliest timer; ``set_schedules``, local debounce calls and shutdown wake it. See
+docs/scheduling.md and docs/debouncing.md.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.core.catchup import CatchupPolicy, OverlapPolicy, missed_ticks
+from engine.core.catchup import (
+    CatchupPlan,
+    CatchupPolicy,
+    OverlapPolicy,
+    fell_behind,
+    plan_catchup,
+)
 from engine.core.cron import deterministic_jitter, tick_workflow_id
-from engine.error import DBOSInvalidArgumentError, DBOSNotLaunchedError
+from engine.error import DBOSInvalidArgumentError, DBOSNotLaunchedError, DBOSStorageError
 from engine.runtime.context import SetWorkflowID, SetWorkflowTimeout
 from engine.runtime.registry import REGISTRY, RegisteredFunction
 from engine.runtime.schedule_admin import (
@@ -82,6 +89,13 @@ _INITIAL_PREPARE_SECONDS_PER_TICK = 50e-6
 #: ``actual_time`` and its state are current.
 PREPARED_SLACK_SECONDS = 0.01
 _ERROR_BACKOFF_SECONDS = 1.0
+
+#: Why a schedule catches up (the ``cause`` of its log line): it was not running (a start, a new
+#: definition), its ticks came due while a pass failed (the database was unreachable), or the
+#: process fell behind by more than an interval (a stall, a suspended VM).
+CAUSE_DOWNTIME = "downtime"
+CAUSE_FAILED_PASS = "failed pass"
+CAUSE_STALL = "stall"
 
 
 # -- @DBOS.scheduled ------------------------------------------------------------------------------
@@ -213,6 +227,13 @@ class Scheduler:
         # Timers looked at ahead of time, by seq: a prepared tick, or None (decide when due).
         self._prepared: dict[int, _PreparedTick | None] = {}
         self._prepare_cost = _INITIAL_PREPARE_SECONDS_PER_TICK  # measured per tick
+        # Schedules whose timers stopped at a gap in firing, with its cause: they catch up from
+        # their durable watermarks (not before _catch_up_after, monotonic, after a failure).
+        self._behind: dict[str, tuple[_Entry, str]] = {}
+        self._catch_up_after = 0.0
+        self._catch_up_waiting = False  # the database did not answer: said once per outage
+        self._stale_after_ms = int(runtime.config.executor_timeout_sec * 1000)
+        self._warned_runs: dict[str, str | None] = {}  # schedule -> stale run already logged
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -221,8 +242,7 @@ class Scheduler:
         self.schedules.register(
             [d.registration(SOURCE_DECORATOR, self.runtime.codec) for d in decorated]
         )
-        for definition in decorated:
-            self._install(definition, SOURCE_DECORATOR)
+        self._install(decorated, SOURCE_DECORATOR)
         self.runtime.stop_listeners.append(self.wake)
         self.runtime.finish_listeners.append(self._on_finish)
         _SCHEDULERS[id(self.runtime)] = self
@@ -273,10 +293,10 @@ class Scheduler:
             current = {n: e for n, e in self._entries.items() if e.source == SOURCE_MANAGED}
         for name in current.keys() - set(names):
             self.drop(name, SOURCE_MANAGED)
-        for definition in definitions:
-            old = current.get(definition.name)
-            if old is None or old.definition != definition:
-                self._install(definition, SOURCE_MANAGED)
+        changed = [
+            d for d in definitions if (old := current.get(d.name)) is None or old.definition != d
+        ]
+        self._install(changed, SOURCE_MANAGED)
         self.wake()
 
     def managed(self) -> list[ScheduleDefinition]:
@@ -289,32 +309,54 @@ class Scheduler:
             if entry is not None and entry.source == source:
                 del self._entries[name]
                 self._holding.discard(name)
+                self._behind.pop(name, None)
+                self._warned_runs.pop(name, None)
 
-    def _install(self, definition: ScheduleDefinition, source: str) -> None:
-        """Add or replace a schedule: its catch-up ticks fire now, then its regular ticks."""
+    def _install(self, definitions: Sequence[ScheduleDefinition], source: str) -> None:
+        """Add or replace schedules: each catches up the gap since its watermark (the downtime
+        before this start or this definition), then fires its regular ticks."""
+        if not definitions:
+            return
+        states = self.schedules.tick_states(d.name for d in definitions)
         now = self._now()
-        watermark_ms = self.schedules.watermark(definition.name)
-        watermark = (
-            None if watermark_ms is None else datetime.fromtimestamp(watermark_ms / 1000, tz=UTC)
-        )
-        missed = missed_ticks(
+        for definition in definitions:
+            self._arm(definition, source, states.get(definition.name), now, CAUSE_DOWNTIME)
+
+    def _arm(
+        self,
+        definition: ScheduleDefinition,
+        source: str,
+        state: TickState | None,
+        now: datetime,
+        cause: str,
+        replacing: _Entry | None = None,
+    ) -> None:
+        """(Re)start a schedule's timers at ``now``: the ticks its catch-up policy picks from the
+        gap since its watermark fire at once, then regular ticks from ``now`` on (never a burst
+        of every missed tick). With ``replacing``, only if that entry is still the current one.
+        """
+        watermark = None if state is None or state.last_tick_ms is None else state.last_tick_ms
+        plan = plan_catchup(
             definition.schedule,
-            watermark,
+            None if watermark is None else datetime.fromtimestamp(watermark / 1000, tz=UTC),
             now,
             definition.catchup_policy,
             definition.catchup_window,
             definition.max_catchup_count,
+            paused=definition.paused or (state is not None and state.paused),
         )
+        name = definition.name
         with self._lock:
+            if replacing is not None and self._entries.get(name) is not replacing:
+                return  # dropped or redefined meanwhile: that path armed it
             entry = _Entry(definition, source, next(self._generations))
-            self._entries[definition.name] = entry
-            for tick in missed:
-                self._push("tick", (definition.name, ""), now.timestamp(), entry.generation, tick)
+            self._entries[name] = entry  # a new generation: the old timers are void
+            for tick in plan.run:
+                self._push("tick", (name, ""), now.timestamp(), entry.generation, tick)
             self._push_next_tick(entry, now)
             if definition.overlap_policy in (OverlapPolicy.BUFFER_ONE, OverlapPolicy.BUFFER_ALL):
-                self._holding.add(definition.name)  # pick up ticks buffered before a restart
-        if missed:
-            logger.info("schedule %s: catching up %d missed tick(s)", definition.name, len(missed))
+                self._holding.add(name)  # pick up ticks buffered before a restart
+        _log_plan(name, plan, cause)
 
     def _push(
         self,
@@ -344,8 +386,14 @@ class Scheduler:
         try:
             if ticks:
                 self._fire_ticks(ticks)
+        except Exception:
+            # Ticks of this pass may not have started: they are caught up from the watermarks
+            # once the database answers, instead of being lost.
+            self._fall_behind([entry for entry, _, _ in ticks], CAUSE_FAILED_PASS)
+            raise
         finally:
             self._rearm(rearm)  # after firing: next-tick math for a thousand schedules takes ms
+        self._catch_up()
         for namespace, key in windows:
             self._fire_window(namespace, key)
         if time.monotonic() >= self._next_debounce_poll:
@@ -357,7 +405,8 @@ class Scheduler:
         return self._seconds_to_next(self.runtime.clock())
 
     def _pop_due(self, now: float) -> tuple[list[_Due], list[tuple[str, str]], list[_Due]]:
-        """Timers due now: ticks to fire, debounce windows, and regular ticks to re-arm."""
+        """Timers due now: ticks to fire, debounce windows, and regular ticks to re-arm. A
+        regular tick late by more than its interval marks its schedule behind instead."""
         ticks: list[_Due] = []
         windows: list[tuple[str, str]] = []
         rearm: list[_Due] = []
@@ -371,6 +420,12 @@ class Scheduler:
                 if entry is None or timer.tick is None:
                     self._prepared.pop(timer.seq, None)
                     continue  # the schedule was removed or replaced
+                if timer.regular and fell_behind(
+                    entry.definition.schedule, timer.tick, now - timer.at
+                ):
+                    self._prepared.pop(timer.seq, None)
+                    self._behind.setdefault(entry.definition.name, (entry, CAUSE_STALL))
+                    continue
                 due = (entry, timer.tick, timer.seq)
                 ticks.append(due)
                 if timer.regular:
@@ -384,8 +439,47 @@ class Scheduler:
     def _rearm(self, fired: list[_Due]) -> None:
         with self._lock:
             for entry, tick, _ in fired:
-                if self._entries.get(entry.definition.name) is entry:
+                name = entry.definition.name
+                if self._entries.get(name) is entry and name not in self._behind:
                     self._push_next_tick(entry, tick)
+
+    def _fall_behind(self, entries: list[_Entry], cause: str) -> None:
+        """Stop these schedules' timers: they catch up from their watermarks after a backoff."""
+        with self._lock:
+            for entry in entries:
+                name = entry.definition.name
+                if self._entries.get(name) is entry:
+                    self._behind.setdefault(name, (entry, cause))
+            self._catch_up_after = time.monotonic() + _ERROR_BACKOFF_SECONDS
+
+    def _catch_up(self) -> None:
+        """Catch up the schedules that fell behind, from their durable watermarks, with the same
+        policy as at a start, as soon as the database answers; their regular timers restart
+        from now. One query for all of them."""
+        with self._lock:
+            if not self._behind or time.monotonic() < self._catch_up_after:
+                return
+            behind = dict(self._behind)
+        try:
+            states = self.schedules.tick_states(behind)
+        except Exception as exc:
+            self._catch_up_after = time.monotonic() + _ERROR_BACKOFF_SECONDS
+            if not self._catch_up_waiting:
+                self._catch_up_waiting = True
+                logger.warning(
+                    "%d schedule(s) fell behind; their catch-up waits for the database (%s)",
+                    len(behind),
+                    exc,
+                )
+            return
+        self._catch_up_waiting = False
+        now = self._now()
+        for name, (entry, cause) in behind.items():
+            self._arm(entry.definition, entry.source, states.get(name), now, cause, entry)
+        with self._lock:
+            for name, (entry, _) in behind.items():
+                if name in self._behind and self._behind[name][0] is entry:
+                    del self._behind[name]
 
     def _seconds_to_next(self, now: float) -> float:
         waits = [DEBOUNCE_POLL_SECONDS]
@@ -396,6 +490,8 @@ class Scheduler:
                 waits.append(first.at - now - (0.0 if looked_at else self._lead()))
             if self._holding:
                 waits.append(HOLD_RECHECK_SECONDS)
+            if self._behind:
+                waits.append(self._catch_up_after - time.monotonic())
         return max(0.0, min(waits))
 
     def _now(self) -> datetime:
@@ -506,14 +602,22 @@ class Scheduler:
                 continue  # deleted from the database (another daemon's set_schedules)
             try:
                 outcome = self._fire_tick(entry.definition, tick, state, requests)
-            except Exception:
+            except Exception as exc:
                 logger.exception("schedule %s: tick %s failed to start", name, tick.isoformat())
+                if isinstance(exc, DBOSStorageError):
+                    self._fall_behind([entry], CAUSE_FAILED_PASS)  # caught up once it answers
                 continue
             if outcome is not None:
                 fired.append(outcome)
                 if outcome.workflow_id is not None:
+                    # The run started here: the next tick of this pass sees it running.
                     states[name] = TickState(
-                        state.paused, outcome.tick_ms, outcome.workflow_id, "PENDING"
+                        state.paused,
+                        outcome.tick_ms,
+                        outcome.workflow_id,
+                        "PENDING",
+                        last_executor=self.runtime.executor_id,
+                        last_version=self.runtime.app_version,
                     )
         starts.extend(prepare_start(self.runtime, request) for request in requests)
 
@@ -533,10 +637,13 @@ class Scheduler:
         if state.last_tick_ms is not None and state.last_tick_ms >= tick_ms:
             return None  # handled already, by another process or before a restart
         workflow_id = tick_workflow_id(definition.name, tick)
+        policy = definition.overlap_policy
         held = 0
-        if definition.overlap_policy in (OverlapPolicy.BUFFER_ONE, OverlapPolicy.BUFFER_ALL):
+        if policy in (OverlapPolicy.BUFFER_ONE, OverlapPolicy.BUFFER_ALL):
             held = self.schedules.held_count(definition.name)
-        action = overlap_action(definition.overlap_policy, state.running, held)
+        # `allow` never looks at the previous run (and prepared ticks are all `allow`).
+        running = policy is not OverlapPolicy.ALLOW and self._still_running(definition.name, state)
+        action = overlap_action(policy, running, held)
         if action is Overlap.SKIP:
             logger.info("schedule %s: skipped tick %s (overlap)", definition.name, tick)
             return FiredTick(definition.name, tick_ms, None)
@@ -551,6 +658,35 @@ class Scheduler:
             self._start_request(definition, workflow_id, tick, definition.queue_name, actual)
         )
         return FiredTick(definition.name, tick_ms, workflow_id)
+
+    def _still_running(self, name: str, state: TickState) -> bool:
+        """Whether the schedule's previous run still goes, for its overlap policy. A run that no
+        live executor would finish is not waited on, with a warning once per run."""
+        if not state.unfinished:
+            return False
+        running, reason = state.previous_run(
+            now_ms=self.runtime.now_ms(),
+            stale_after_ms=self._stale_after_ms,
+            me=self.runtime.executor_id,
+            my_version=self.runtime.app_version,
+        )
+        if reason is not None and self._warned_runs.get(name) != state.last_workflow_id:
+            self._warned_runs[name] = state.last_workflow_id
+            logger.warning(
+                "schedule %s: not waiting on its previous run %s (executor %s): %s; the "
+                "overlap policy treats it as finished",
+                name,
+                state.last_workflow_id,
+                state.last_executor,
+                reason,
+                extra={
+                    "schedule": name,
+                    "workflow_id": state.last_workflow_id,
+                    "executor_id": state.last_executor,
+                    "reason": reason,
+                },
+            )
+        return running
 
     def _start_request(
         self,
@@ -593,6 +729,7 @@ class Scheduler:
                 entry.definition.queue_name,
                 self.runtime.executor_id,
                 self.runtime.app_version,
+                self._still_running,
             )
             if row is not None:
                 self._run_released(row)
@@ -639,6 +776,14 @@ class Scheduler:
 
 def _tick_ms(tick: datetime) -> int:
     return int(tick.timestamp() * 1000)
+
+
+def _log_plan(name: str, plan: CatchupPlan, cause: str) -> None:
+    """Log a catch-up decision that had missed ticks to decide (a paused schedule's, quietly)."""
+    if plan.paused:
+        logger.debug("%s", plan.describe(name, cause), extra=plan.fields(name, cause))
+    elif plan.missed:
+        logger.info("%s", plan.describe(name, cause), extra=plan.fields(name, cause))
 
 
 def _wake_queues(runtime: Runtime) -> None:

@@ -7,7 +7,7 @@ workflow insert itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +25,13 @@ from sqlalchemy import (
     update,
 )
 
-from engine.storage.schema import schedules, workflow_status
+from engine.core.catchup import previous_run_verdict
+from engine.storage.schema import executors, schedules, workflow_status
 from engine.storage.store import SystemStore, WorkflowRow
 
 sc = schedules.c
 ws = workflow_status.c
+ex = executors.c
 
 ACTIVE_STATUSES = ("PENDING", "ENQUEUED")
 #: Held (buffered) ticks wait as ENQUEUED rows on this per-schedule queue, which no worker serves.
@@ -53,18 +55,49 @@ class ScheduleRow:
     updated_at: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TickState:
-    """What firing one tick needs to know: the pause flag and the previous run's status."""
+    """What firing one tick needs to know: the pause flag, the watermark, and the previous run
+    with what decides whether it still goes (its queue, its executor and that executor's
+    heartbeat and version, ``owner_*``: None when the executor has no row)."""
 
     paused: bool
     last_tick_ms: int | None
     last_workflow_id: str | None
     last_status: str | None
+    last_queue: str | None = None
+    last_executor: str | None = None
+    last_version: str | None = None
+    owner_version: str | None = None
+    owner_heartbeat_ms: int | None = None
 
     @property
-    def running(self) -> bool:
+    def unfinished(self) -> bool:
+        """The previous run is PENDING or ENQUEUED (whether or not anyone will finish it)."""
         return self.last_status in ACTIVE_STATUSES
+
+    def previous_run(
+        self, *, now_ms: int, stale_after_ms: int, me: str, my_version: str
+    ) -> tuple[bool, str | None]:
+        """Whether the previous run counts as running for the overlap policy, and if it is
+        unfinished but not waited on, why (see :func:`engine.core.catchup.previous_run_verdict`).
+        """
+        queue = self.last_queue
+        on_hold = queue is not None and queue.startswith(HOLD_QUEUE_PREFIX)
+        if self.last_status == "ENQUEUED" and on_hold:
+            return False, None  # a buffered tick waiting its turn, not a run
+        return previous_run_verdict(
+            self.last_status,
+            queued=queue is not None,
+            executor_id=self.last_executor,
+            run_version=self.last_version,
+            owner_version=self.owner_version,
+            owner_heartbeat_ms=self.owner_heartbeat_ms,
+            now_ms=now_ms,
+            stale_after_ms=stale_after_ms,
+            me=me,
+            my_version=my_version,
+        )
 
 
 @dataclass(frozen=True)
@@ -197,20 +230,14 @@ class ScheduleStore:
         return int(value) if value is not None else None
 
     def tick_states(self, names: Iterable[str]) -> dict[str, TickState]:
-        """Pause flag and previous run status of each named schedule, in one query."""
+        """Pause flag, watermark and previous run (with its executor's heartbeat) of each named
+        schedule, in one query."""
         wanted = sorted(set(names))
         if not wanted:
             return {}
-        query = (
-            select(sc.name, sc.paused, sc.last_tick_epoch_ms, sc.last_workflow_id, ws.status)
-            .select_from(
-                schedules.outerjoin(workflow_status, ws.workflow_uuid == sc.last_workflow_id)
-            )
-            .where(sc.name.in_(wanted))
-        )
         with self.db.read() as conn:
-            rows = conn.execute(query).all()
-        return {r[0]: TickState(bool(r[1]), r[2], r[3], r[4]) for r in rows}
+            rows = conn.execute(_tick_state_query().where(sc.name.in_(wanted))).all()
+        return {r[0]: _tick_state(r) for r in rows}
 
     def held_count(self, name: str) -> int:
         with self.db.read() as conn:
@@ -275,9 +302,15 @@ class ScheduleStore:
             )
 
     def release_held(
-        self, name: str, target_queue: str | None, executor_id: str, app_version: str
+        self,
+        name: str,
+        target_queue: str | None,
+        executor_id: str,
+        app_version: str,
+        still_running: Callable[[str, TickState], bool],
     ) -> WorkflowRow | None:
-        """Start the oldest held tick if the schedule's previous run has finished.
+        """Start the oldest held tick unless ``still_running(name, state)`` says the schedule's
+        previous run still goes.
 
         One transaction, with the schedule row locked on PostgreSQL (SQLite serializes writers),
         so two processes never release two ticks of one schedule at once. With ``target_queue``
@@ -285,18 +318,12 @@ class ScheduleStore:
         """
         now = self.store.now_ms()
         with self.db.write() as conn:
-            query = select(sc.last_workflow_id).where(sc.name == name)
+            query = _tick_state_query().where(sc.name == name)
             if not self.db.is_sqlite:
-                query = query.with_for_update()
+                query = query.with_for_update(of=schedules)
             last = conn.execute(query).first()
-            if last is None:
+            if last is None or still_running(name, _tick_state(last)):
                 return None
-            if last[0] is not None:
-                status = conn.execute(
-                    select(ws.status, ws.queue_name).where(ws.workflow_uuid == last[0])
-                ).first()
-                if status is not None and _still_running(status[0], status[1], name):
-                    return None
             oldest = conn.execute(
                 select(ws.workflow_uuid)
                 .where(ws.queue_name == hold_queue_name(name), ws.status == "ENQUEUED")
@@ -334,8 +361,29 @@ class ScheduleStore:
         return created
 
 
-def _still_running(status: str, queue_name: str | None, name: str) -> bool:
-    return status in ACTIVE_STATUSES and queue_name != hold_queue_name(name)
+def _tick_state_query() -> Any:
+    """Each schedule with its previous run and that run's executor: one round trip, however many
+    schedules (LEFT JOINs: a schedule may have no run yet, a run's executor may have no row)."""
+    return select(
+        sc.name,
+        sc.paused,
+        sc.last_tick_epoch_ms,
+        sc.last_workflow_id,
+        ws.status,
+        ws.queue_name,
+        ws.executor_id,
+        ws.application_version,
+        ex.application_version,
+        ex.last_heartbeat_ms,
+    ).select_from(
+        schedules.outerjoin(workflow_status, ws.workflow_uuid == sc.last_workflow_id).outerjoin(
+            executors, ex.executor_id == ws.executor_id
+        )
+    )
+
+
+def _tick_state(row: Any) -> TickState:
+    return TickState(bool(row[1]), *row[2:])
 
 
 def release_values(
