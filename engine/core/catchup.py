@@ -7,6 +7,7 @@ unreachable, or the process stalled (a suspended VM). Every gap follows the same
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -259,9 +260,9 @@ def _count_ticks(schedule: CronSchedule, after: datetime, until: datetime) -> tu
     ticks = schedule.ticks_between(after, until, DROPPED_COUNT_LIMIT + 1)
     if len(ticks) <= DROPPED_COUNT_LIMIT:
         return len(ticks), False
-    covered = (ticks[-1] - ticks[0]).total_seconds()
-    span = (until - ticks[0]).total_seconds()
-    return 1 + round((len(ticks) - 1) * span / covered), True
+    # Ticks spaced like the counted ones, from the first through `until`.
+    spacing = (ticks[-1] - ticks[0]).total_seconds() / (len(ticks) - 1)
+    return 1 + math.floor((until - ticks[0]).total_seconds() / spacing), True
 
 
 def _gap_text(start: datetime | None, end: datetime) -> str:
