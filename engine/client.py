@@ -182,7 +182,7 @@ class DBOSClient:
             offset=offset,
             sort_desc=sort_desc,
         )
-        return management.list_workflows(self._as_runtime(), flt, load_input and load_output)
+        return management.list_workflows(self._as_runtime(), flt, load_input, load_output)
 
     def list_queued_workflows(
         self,

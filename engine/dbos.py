@@ -31,7 +31,7 @@ from engine.runtime.registry import (
     owning_class_name,
     qualified_name,
 )
-from engine.runtime.starting import bound_instance
+from engine.runtime.starting import bound_instance, split_call
 from engine.status import StepInfo, WorkflowStatus
 from engine.storage.migrations import drop_system_tables, migrate_system_database
 from engine.storage.store import ListFilter
@@ -282,7 +282,7 @@ class DBOS(metaclass=_DBOSMeta):
     ) -> WorkflowHandle[R]:
         runtime = _runtime()
         fn = _workflow_of(func)
-        instance, rest = bound_instance(fn, args)
+        instance, rest = split_call(fn, func, args)
         wf_id = runtime.start_background(fn, instance, rest, kwargs)
         return WorkflowHandle(runtime, wf_id)
 
@@ -292,7 +292,7 @@ class DBOS(metaclass=_DBOSMeta):
     ) -> WorkflowHandleAsync[R]:
         runtime = _runtime()
         fn = _workflow_of(func)
-        instance, rest = bound_instance(fn, args)
+        instance, rest = split_call(fn, func, args)
         if not fn.is_async:
             wf_id = await asyncio.to_thread(runtime.start_background, fn, instance, rest, kwargs)
             return WorkflowHandleAsync(runtime, wf_id)
@@ -471,7 +471,7 @@ class DBOS(metaclass=_DBOSMeta):
             offset=offset,
             sort_desc=sort_desc,
         )
-        return management.list_workflows(_runtime(), flt, load_input and load_output)
+        return management.list_workflows(_runtime(), flt, load_input, load_output)
 
     @classmethod
     def list_queued_workflows(

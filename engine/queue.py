@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypedDict, TypeVar
 from engine.error import DBOSInvalidArgumentError
 from engine.handles import WorkflowHandle, WorkflowHandleAsync
 from engine.runtime.context import start_options
-from engine.runtime.starting import QueuePlacement, bound_instance
+from engine.runtime.starting import QueuePlacement, split_call
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -95,7 +95,7 @@ class Queue:
 
         runtime = _runtime()
         fn = _workflow_of(func)
-        instance, rest = bound_instance(fn, args)
+        instance, rest = split_call(fn, func, args)
         plan = runtime.plan(fn, instance, rest, kwargs, self._placement())
         queue_worker.wake(runtime)
         return WorkflowHandle(runtime, plan.workflow_id)

@@ -17,13 +17,19 @@ if TYPE_CHECKING:
     from engine.runtime.executor import Runtime
 
 
-def to_status(row: WorkflowRow, codec: Codec, load_io: bool = True) -> WorkflowStatus:
+def to_status(
+    row: WorkflowRow, codec: Codec, load_io: bool = True, *, load_output: bool | None = None
+) -> WorkflowStatus:
+    """The public status of a row. ``load_io`` decodes the inputs, and the output and error too
+    unless ``load_output`` decides those separately (the spec's ``load_input``/``load_output``
+    are independent: a caller may want results without the possibly large inputs)."""
     roles = json.loads(row.authenticated_roles) if row.authenticated_roles else None
     inputs: Any = None
     output: Any = None
     error: BaseException | None = None
     if load_io:
         inputs = codec.decode_inputs(row.inputs) if row.inputs is not None else None
+    if load_io if load_output is None else load_output:
         output = codec.decode(row.output, f"the result of workflow {row.workflow_uuid!r}")
         error = codec.decode_error(row.error)
     return WorkflowStatus(
@@ -106,9 +112,15 @@ def check_page(limit: int | None, offset: int | None) -> None:
             raise DBOSInvalidArgumentError(f"{label} must be a non-negative integer, got {value!r}")
 
 
-def list_workflows(runtime: Runtime, flt: ListFilter, load_io: bool = True) -> list[WorkflowStatus]:
+def list_workflows(
+    runtime: Runtime, flt: ListFilter, load_input: bool = True, load_output: bool = True
+) -> list[WorkflowStatus]:
+    """Workflows matching ``flt``; inputs and outputs (with errors) are decoded independently."""
     check_page(flt.limit, flt.offset)
-    return [to_status(r, runtime.codec, load_io) for r in runtime.store.list_workflows(flt)]
+    return [
+        to_status(row, runtime.codec, load_input, load_output=load_output)
+        for row in runtime.store.list_workflows(flt)
+    ]
 
 
 def require_row(runtime: Runtime, workflow_id: str) -> WorkflowRow:

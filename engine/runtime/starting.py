@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,23 @@ def bound_instance(fn: RegisteredFunction, args: tuple[Any, ...]) -> tuple[Any, 
         if any(c.__qualname__ == fn.class_name for c in owner.__mro__):
             return args[0], args[1:]
     return None, args
+
+
+def split_call(
+    fn: RegisteredFunction, func: Callable[..., Any], args: tuple[Any, ...]
+) -> tuple[Any, tuple[Any, ...]]:
+    """The instance and the real arguments of ``start_workflow(func, *args)`` (or an enqueue).
+
+    ``func`` may be a bound method, ``obj.method``: its ``self`` is ``func.__self__``, not
+    ``args[0]``, and dropping it would call the method one argument short. A classmethod's class
+    stays among the arguments, as on a direct call ``Class.method(x)``.
+    """
+    if fn.class_name is not None and inspect.ismethod(func):
+        owner = func.__self__
+        if isinstance(owner, type):
+            return None, (owner, *args)
+        return owner, args
+    return bound_instance(fn, args)
 
 
 def plan_start(
