@@ -44,8 +44,9 @@ MAX_BACKFILL_TICKS: int = 10_000
 MIN_TICK_SPACING_SECONDS: float = 1.0
 
 #: Dropped ticks of a gap are counted one by one up to this many; beyond, the count is estimated
-#: from their spacing (a per-second schedule down for a month has millions).
-DROPPED_COUNT_LIMIT: int = 100
+#: from their spacing (a per-second schedule down for a month has millions), so that a start of
+#: ten thousand schedules after a long downtime spends a few cron steps on each, not thousands.
+DROPPED_COUNT_LIMIT: int = 20
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
