@@ -37,6 +37,15 @@ class DBOSConnectionLostError(DBOSStorageError):
     """The database could not be reached or dropped the connection (it may come back)."""
 
 
+class DBOSStorageUnavailableError(DBOSStorageError):
+    """The database file cannot be written for now: its disk is full, the device reports I/O
+    errors, or the file or its directory is read-only.
+
+    Like a lost connection, it pauses work inside workflows until the cause is fixed; calls made
+    from outside workflows retry for a bounded time and then raise it.
+    """
+
+
 class DBOSSchemaVersionError(DBOSStorageError):
     """The system database was created by a newer version of the engine."""
 

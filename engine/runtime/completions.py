@@ -6,6 +6,11 @@ either wait for their round (a caller that needs the result) or go back to runni
 background run). Without contention this is exactly one commit per completion, as before. A
 crash before a round commits leaves its workflows PENDING, so recovery runs them again, as it
 would after a crash just before a single commit.
+
+The rounds are written by the threads of finishing workflows, which wait out a database outage
+(see ``Runtime._finish``): the completions queue up meanwhile and are written once it is back.
+A workflow whose body stopped on an outage has no outcome to write: ``rerun_after_outage``
+runs it again from its last recorded step once the database is back.
 """
 
 from __future__ import annotations
@@ -15,10 +20,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from engine.storage.database import OUTAGE_ERRORS, is_outage, waiting_out_outages
 from engine.storage.store import SystemStore, WorkflowOutcome
 
+if TYPE_CHECKING:
+    from engine.runtime.executor import Runtime
+
 logger = logging.getLogger("keeptime.engine")
+#: A rerun waits this long first: the error may not be the system database's (an application
+#: database, or code raising it), and then this keeps a workflow from rerunning in a hot loop.
+RERUN_PAUSE_SECONDS = 0.5
 
 
 @dataclass
@@ -97,7 +110,15 @@ class CompletionGroup:
                 applied = self._store.complete_workflows([c.outcome for c in batch])
         except Exception as exc:
             # The workflows stay PENDING; recovery finishes them (and a waiting caller sees why).
-            logger.exception("could not record %d workflow completion(s)", len(batch))
+            if is_outage(exc):  # only when shutting down: the writer waits out outages
+                logger.warning(
+                    "%d workflow completion(s) left unwritten at shutdown (%s); recovery "
+                    "finishes them",
+                    len(batch),
+                    exc,
+                )
+            else:
+                logger.exception("could not record %d workflow completion(s)", len(batch))
             for completion in batch:
                 completion.settle(None, exc)
             return
@@ -109,3 +130,35 @@ class CompletionGroup:
             )
         for completion in batch:
             completion.settle(completion.outcome.workflow_id in applied)
+
+
+def rerun_after_outage(runtime: Runtime, workflow_id: str, error: BaseException) -> bool:
+    """Arrange for a workflow whose body stopped on a database outage to continue.
+
+    Returns False when ``error`` is no outage, or the runtime is shutting down (then recovery
+    continues the workflow). Otherwise waits until the database is back and runs the workflow
+    again from its last recorded step, unless it finished, was cancelled or was taken over
+    meanwhile; the caller must have released the run first.
+    """
+    if not is_outage(error) or runtime.stopping.is_set():
+        return False
+    logger.warning(
+        "workflow %s stopped on a database outage (%s); it continues from its last recorded "
+        "step once the database is back",
+        workflow_id,
+        error,
+    )
+    if runtime.stopping.wait(RERUN_PAUSE_SECONDS):
+        return True
+    with waiting_out_outages(runtime.stopping):
+        try:
+            row = runtime.store.get_workflow(workflow_id)
+            if (
+                row is not None
+                and row.status == "PENDING"
+                and row.executor_id == runtime.executor_id
+            ):
+                runtime.execute_existing(row)
+        except OUTAGE_ERRORS:
+            pass  # shutting down: it stays PENDING for recovery
+    return True

@@ -19,7 +19,7 @@ from engine.error import (
     DBOSWorkflowCancelledError,
 )
 from engine.runtime import results
-from engine.runtime.completions import CompletionGroup, PendingCompletion
+from engine.runtime.completions import CompletionGroup, PendingCompletion, rerun_after_outage
 from engine.runtime.context import (
     WorkflowContext,
     current_workflow,
@@ -37,7 +37,7 @@ from engine.runtime.starting import (
 )
 from engine.runtime.steps import StepCall, wait_or_cancel
 from engine.serialization import Codec
-from engine.storage.database import Database, parse_database_url
+from engine.storage.database import Database, is_outage, parse_database_url, waiting_out_outages
 from engine.storage.executors import ExecutorStore
 from engine.storage.migrations import migrate_system_database
 from engine.storage.store import StepRecord, SystemStore, WorkflowOutcome, WorkflowRow
@@ -330,11 +330,22 @@ class Runtime:
         return True
 
     def _finish(self, ctx: WorkflowContext, value: Any, error: BaseException | None) -> Any:
-        """Record the outcome and hand it to the direct caller."""
+        """Record the outcome and hand it to the direct caller.
+
+        A body stopped by a database outage has no outcome yet: the workflow runs again from
+        its last recorded step once the database is back, and the caller gets that run's result.
+        """
         try:
             outcome, error = self._outcome_to_record(ctx, value, error)
-            if not self.completions.complete_and_wait(PendingCompletion(outcome)):
-                return self.outcome(ctx.workflow_id)
+        except Exception as exc:
+            self._release(ctx)
+            if not rerun_after_outage(self, ctx.workflow_id, exc):
+                raise
+            return self.wait_result(ctx.workflow_id)
+        try:
+            with waiting_out_outages(self._stop):
+                if not self.completions.complete_and_wait(PendingCompletion(outcome)):
+                    return self.outcome(ctx.workflow_id)
             self._report_outcome(ctx, outcome.status, error)
             if error is not None:
                 raise error
@@ -349,8 +360,10 @@ class Runtime:
         to work while the completion joins the next group commit."""
         try:
             outcome, error = self._outcome_to_record(ctx, value, error)
-        except BaseException:
+        except BaseException as exc:
             self._release(ctx)
+            if isinstance(exc, Exception) and rerun_after_outage(self, ctx.workflow_id, exc):
+                return
             raise
 
         def settled(applied: bool | None) -> None:
@@ -360,15 +373,17 @@ class Runtime:
             finally:
                 self._release(ctx)
 
-        self.completions.complete(PendingCompletion(outcome, settled))
+        with waiting_out_outages(self._stop):  # this thread may write others' completions too
+            self.completions.complete(PendingCompletion(outcome, settled))
 
     def _outcome_to_record(
         self, ctx: WorkflowContext, value: Any, error: BaseException | None
     ) -> tuple[WorkflowOutcome, BaseException | None]:
         """The terminal row to write (and the error to raise); raises if nothing is written."""
-        if error is not None and self._stop.is_set():
-            # Failures while shutting down are usually the shutdown itself: leave the
-            # workflow PENDING so recovery finishes it, rather than record a false error.
+        if error is not None and (self._stop.is_set() or is_outage(error)):
+            # Failures while shutting down are usually the shutdown itself, and a database
+            # outage is no outcome of the workflow: leave it PENDING (recovery, or a rerun once
+            # the database is back, finishes it) rather than record a false error.
             raise error
         if isinstance(error, DBOSWorkflowCancelledError):
             raise DBOSAwaitedWorkflowCancelledError(f"workflow {ctx.workflow_id!r} was cancelled")
@@ -418,20 +433,21 @@ class Runtime:
         ctx = current_workflow()
         if ctx is None or ctx.in_step:
             return fn.func(*args, **kwargs)
-        call = StepCall(self, ctx, fn.name, fn.step_options)
-        replayed = call.begin()
-        if replayed is not None:
-            return replayed.value()
-        while True:
-            try:
-                call.succeeded(fn.func(*args, **kwargs))
-                break
-            except Exception as exc:
-                delay = call.failed(exc)
-                if delay is None:
+        with waiting_out_outages(self._stop):  # an outage pauses the workflow here
+            call = StepCall(self, ctx, fn.name, fn.step_options)
+            replayed = call.begin()
+            if replayed is not None:
+                return replayed.value()
+            while True:
+                try:
+                    call.succeeded(fn.func(*args, **kwargs))
                     break
-                wait_or_cancel(ctx, delay)
-        return call.finish()
+                except Exception as exc:
+                    delay = call.failed(exc)
+                    if delay is None:
+                        break
+                    wait_or_cancel(ctx, delay)
+            return call.finish()
 
     async def call_step_async(
         self, fn: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -439,20 +455,21 @@ class Runtime:
         ctx = current_workflow()
         if ctx is None or ctx.in_step:
             return await fn.func(*args, **kwargs)
-        call = StepCall(self, ctx, fn.name, fn.step_options)
-        replayed = call.begin()
-        if replayed is not None:
-            return replayed.value()
-        while True:
-            try:
-                call.succeeded(await fn.func(*args, **kwargs))
-                break
-            except Exception as exc:
-                delay = call.failed(exc)
-                if delay is None:
+        with waiting_out_outages(self._stop):  # asyncio.to_thread carries it to call.finish
+            call = StepCall(self, ctx, fn.name, fn.step_options)
+            replayed = call.begin()
+            if replayed is not None:
+                return replayed.value()
+            while True:
+                try:
+                    call.succeeded(await fn.func(*args, **kwargs))
                     break
-                await asyncio.sleep(delay)
-        return await asyncio.to_thread(call.finish)
+                except Exception as exc:
+                    delay = call.failed(exc)
+                    if delay is None:
+                        break
+                    await asyncio.sleep(delay)
+            return await asyncio.to_thread(call.finish)
 
     def run_internal_step(self, name: str, action: Callable[[], Any]) -> Any:
         """Checkpoint an engine operation (sleep, send, get_event...) as a step of the workflow."""
@@ -461,21 +478,23 @@ class Runtime:
             return action()
         from engine.runtime.registry import StepOptions
 
-        call = StepCall(self, ctx, name, StepOptions())
-        replayed = call.begin()
-        if replayed is not None:
-            return replayed.value()
-        try:
-            call.succeeded(action())
-        except Exception as exc:
-            call.failed(exc)
-        return call.finish()
+        with waiting_out_outages(self._stop):
+            call = StepCall(self, ctx, name, StepOptions())
+            replayed = call.begin()
+            if replayed is not None:
+                return replayed.value()
+            try:
+                call.succeeded(action())
+            except Exception as exc:
+                call.failed(exc)
+            return call.finish()
 
     # -- results ----------------------------------------------------------------------------------
 
     def wait_result(self, workflow_id: str, timeout: float | None = None) -> Any:
+        """Wait for the workflow's result (through database outages) and return or raise it."""
         self.wait_done(workflow_id, timeout)
-        return self.outcome(workflow_id)
+        return results.stored_outcome(self.store, self.codec, workflow_id, self._stop)
 
     def wait_done(self, workflow_id: str, timeout: float | None = None) -> str:
         """Block until the workflow is terminal; returns its status."""

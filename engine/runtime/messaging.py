@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import threading
-from collections.abc import AsyncGenerator, Callable, Generator
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection
 
@@ -26,6 +28,7 @@ from engine.error import (
 from engine.runtime.context import WorkflowContext, consume_workflow_id, current_workflow
 from engine.runtime.steps import Replayed, replay_or_check
 from engine.runtime.wakeups import Backoff, PgListener, Waiter, WakeupHub
+from engine.storage.database import OUTAGE_ERRORS, waiting_out_outages
 from engine.storage.messages import MessageStore, WaitTry
 from engine.storage.store import TERMINAL_STATUSES, StepRecord
 
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from engine.runtime.executor import Runtime
 
 T = TypeVar("T")
+P = ParamSpec("P")
 MAX_TIMEOUT_SECONDS = 10 * 365 * 24 * 3600  # keeps durable deadlines in range
 
 
@@ -87,8 +91,23 @@ class Messaging:
         self, key: str, probe: Callable[[], T | None], timeout: float, ctx: WorkflowContext | None
     ) -> T | None:
         """Call ``probe`` until it returns a value (returned) or ``timeout`` passes (None)."""
-        with self.watching(key) as waiter:
-            return self.keep_probing(waiter, probe, timeout, ctx)
+        with self.watching(key) as waiter, self._riding_out_outages(timeout, ctx):
+            try:
+                return self.keep_probing(waiter, probe, timeout, ctx)
+            except OUTAGE_ERRORS:
+                if ctx is not None:
+                    raise  # shutting down: the workflow stays PENDING
+                return None  # the caller's own timeout passed while the database was away
+
+    @contextlib.contextmanager
+    def _riding_out_outages(self, timeout: float, ctx: WorkflowContext | None) -> Iterator[None]:
+        """A wait's probes wait out a database outage: in a workflow until shutdown, elsewhere
+        until the wait's own timeout, so an outage never ends a wait early with an error."""
+        deadline = None
+        if ctx is None and math.isfinite(timeout):
+            deadline = time.monotonic() + timeout
+        with waiting_out_outages(self.runtime.stopping, deadline):
+            yield
 
     def keep_probing(
         self,
@@ -119,8 +138,16 @@ class Messaging:
         self, key: str, probe: Callable[[], T | None], timeout: float, ctx: WorkflowContext | None
     ) -> T | None:
         """``wait_for`` for coroutines: probes in a thread, waits on the event loop."""
-        with self.watching(key, asyncio.get_running_loop()) as waiter:
-            return await self.keep_probing_async(waiter, probe, timeout, ctx)
+        with (
+            self.watching(key, asyncio.get_running_loop()) as waiter,
+            self._riding_out_outages(timeout, ctx),
+        ):
+            try:
+                return await self.keep_probing_async(waiter, probe, timeout, ctx)
+            except OUTAGE_ERRORS:
+                if ctx is not None:
+                    raise
+                return None
 
     async def keep_probing_async(
         self,
@@ -194,6 +221,38 @@ def _check_timeout(timeout_seconds: Any) -> float:
     return float(min(timeout_seconds, MAX_TIMEOUT_SECONDS))
 
 
+def _pausing_in_workflows(
+    operation: Callable[Concatenate[Runtime, P], T],
+) -> Callable[Concatenate[Runtime, P], T]:
+    """Called from a workflow (or its step), the operation's storage calls wait out database
+    outages until shutdown, so an outage pauses the workflow instead of failing it. Called from
+    plain code, they keep their bounded retry."""
+
+    @functools.wraps(operation)
+    def pausing(runtime: Runtime, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if current_workflow() is None:
+            return operation(runtime, *args, **kwargs)
+        with waiting_out_outages(runtime.stopping):
+            return operation(runtime, *args, **kwargs)
+
+    return pausing
+
+
+def _pausing_in_workflows_async(
+    operation: Callable[Concatenate[Runtime, P], Awaitable[T]],
+) -> Callable[Concatenate[Runtime, P], Coroutine[Any, Any, T]]:
+    """``_pausing_in_workflows`` for coroutines (``asyncio.to_thread`` carries the setting)."""
+
+    @functools.wraps(operation)
+    async def pausing(runtime: Runtime, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if current_workflow() is None:
+            return await operation(runtime, *args, **kwargs)
+        with waiting_out_outages(runtime.stopping):
+            return await operation(runtime, *args, **kwargs)
+
+    return pausing
+
+
 def _workflow_step(ctx: WorkflowContext | None) -> WorkflowContext | None:
     """The workflow to checkpoint in, or None when called from a step or outside workflows."""
     return ctx if ctx is not None and not ctx.in_step else None
@@ -202,6 +261,7 @@ def _workflow_step(ctx: WorkflowContext | None) -> WorkflowContext | None:
 # -- send / recv -----------------------------------------------------------------------------------
 
 
+@_pausing_in_workflows
 def send(runtime: Runtime, destination_id: str, message: Any, topic: str | None) -> None:
     """Queue ``message`` for ``destination_id``: exactly once from a workflow or with an ID."""
     _check_str(destination_id, "destination_id")
@@ -388,6 +448,7 @@ def _recv_parts(
     )
 
 
+@_pausing_in_workflows
 def recv(runtime: Runtime, ctx: WorkflowContext, topic: str | None, timeout_seconds: float) -> Any:
     """Take the next message of ``topic``, waiting up to ``timeout_seconds``; None on timeout."""
     wait = _begin_recv(runtime, ctx, topic, timeout_seconds)
@@ -396,6 +457,7 @@ def recv(runtime: Runtime, ctx: WorkflowContext, topic: str | None, timeout_seco
     return _wait_durably(runtime, wait, *_recv_parts(runtime, wait, topic))
 
 
+@_pausing_in_workflows_async
 async def recv_async(
     runtime: Runtime, ctx: WorkflowContext, topic: str | None, timeout_seconds: float
 ) -> Any:
@@ -408,6 +470,7 @@ async def recv_async(
 # -- events ----------------------------------------------------------------------------------------
 
 
+@_pausing_in_workflows
 def set_event(runtime: Runtime, ctx: WorkflowContext, key: str, value: Any) -> None:
     """Publish ``key`` = ``value`` for this workflow; the latest value wins."""
     _check_str(key, "event key")
@@ -471,6 +534,7 @@ def _event_parts(
     )
 
 
+@_pausing_in_workflows
 def get_event(runtime: Runtime, workflow_id: str, key: str, timeout_seconds: float) -> Any:
     """The latest value of an event, waiting up to ``timeout_seconds`` for it; None on timeout."""
     read = _begin_get_event(runtime, workflow_id, key, timeout_seconds)
@@ -485,6 +549,7 @@ def get_event(runtime: Runtime, workflow_id: str, key: str, timeout_seconds: flo
     return _wait_durably(runtime, wait, *_event_parts(runtime, read))
 
 
+@_pausing_in_workflows_async
 async def get_event_async(
     runtime: Runtime, workflow_id: str, key: str, timeout_seconds: float
 ) -> Any:
@@ -501,6 +566,7 @@ async def get_event_async(
     return await _wait_durably_async(runtime, wait, *_event_parts(runtime, read))
 
 
+@_pausing_in_workflows
 def get_all_events(runtime: Runtime, workflow_id: str) -> dict[str, Any]:
     """The latest value of every event the workflow published."""
     _check_str(workflow_id, "workflow_id")
@@ -514,11 +580,13 @@ def get_all_events(runtime: Runtime, workflow_id: str) -> dict[str, Any]:
 # -- streams ---------------------------------------------------------------------------------------
 
 
+@_pausing_in_workflows
 def write_stream(runtime: Runtime, ctx: WorkflowContext, key: str, value: Any) -> None:
     """Append to a stream: exactly once from a workflow, at least once from a step."""
     _append(runtime, ctx, key, value, closed=False)
 
 
+@_pausing_in_workflows
 def close_stream(runtime: Runtime, ctx: WorkflowContext, key: str) -> None:
     _append(runtime, ctx, key, None, closed=True)
 

@@ -4,7 +4,8 @@ It wakes when this process enqueues work or finishes a queued workflow (which ma
 concurrency slot), on PostgreSQL when any process enqueues (a trigger NOTIFYs), when a rate-limit
 window is due to free a slot, and otherwise polls each queue every ``polling_interval_sec`` (the
 backstop for lost notifications, SQLite, and slots freed by other processes). An idle poll is one
-cheap read for all queues, never a write transaction.
+cheap read for all queues, never a write transaction. During a database outage a poll waits until
+the database is back (or shutdown), and claims are safe to retry (see ``QueueStore.claim``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from engine.runtime.registry import REGISTRY
 from engine.runtime.wakeups import Waiter
+from engine.storage.database import OUTAGE_ERRORS, waiting_out_outages
 from engine.storage.migrations import QUEUE_WAKEUP_PREFIX
 from engine.storage.queues import ClaimLimits, QueueStore
 from engine.storage.store import StepRecord, WorkflowRow
@@ -88,7 +90,7 @@ class QueueWorker:
             self.event.set()
 
     def run(self) -> None:
-        with self._woken_by_other_processes():
+        with self._woken_by_other_processes(), waiting_out_outages(self.runtime.stopping):
             self._loop()
 
     @contextlib.contextmanager
@@ -115,6 +117,10 @@ class QueueWorker:
                 self.event.clear()
                 try:
                     self.poll(everything=woken)
+                except OUTAGE_ERRORS:
+                    # Only at shutdown (polls wait out outages); the outage itself is logged
+                    # once by the database, not once per poll.
+                    pass
                 except Exception:
                     logger.exception("queue worker poll failed; retrying")
                 self.event.wait(self._seconds_to_next_poll())

@@ -17,6 +17,7 @@ from engine.error import (
     DBOSWorkflowCancelledError,
 )
 from engine.serialization import Codec
+from engine.storage.database import OUTAGE_ERRORS, waiting_out_outages
 from engine.storage.store import TERMINAL_STATUSES, SystemStore
 
 POLL_START_SECONDS = 0.005
@@ -33,8 +34,29 @@ def wait_done(
     """Block until the workflow is terminal and return its status.
 
     A workflow running in this process signals ``local_event``; others are polled with backoff.
+    A database outage does not end the wait: it goes on until the workflow is done, ``timeout``
+    passes (TimeoutError) or ``stop`` is set (shutdown), as it would without the outage.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    with waiting_out_outages(stop, deadline):
+        try:
+            return _wait_done(store, workflow_id, stop, local_event, deadline)
+        except OUTAGE_ERRORS as exc:
+            if stop.is_set():
+                raise DBOSWorkflowCancelledError("keeptime is shutting down") from exc
+            raise TimeoutError(
+                f"workflow {workflow_id!r} did not finish within {timeout} s; meanwhile the "
+                f"database was unavailable: {exc.message}"
+            ) from exc
+
+
+def _wait_done(
+    store: SystemStore,
+    workflow_id: str,
+    stop: threading.Event,
+    local_event: Callable[[str], threading.Event | None],
+    deadline: float | None,
+) -> str:
     delay = POLL_START_SECONDS
     while True:
         local = local_event(workflow_id)
@@ -53,9 +75,18 @@ def wait_done(
         delay = min(delay * 2, POLL_MAX_SECONDS)
 
 
-def stored_outcome(store: SystemStore, codec: Codec, workflow_id: str) -> Any:
-    """The workflow's result, or its error raised with the original type."""
-    found = store.get_outcome(workflow_id)
+def stored_outcome(
+    store: SystemStore, codec: Codec, workflow_id: str, stop: threading.Event | None = None
+) -> Any:
+    """The workflow's result, or its error raised with the original type.
+
+    With ``stop`` (a waiter's), the read waits out a database outage until ``stop`` is set.
+    """
+    if stop is None:
+        found = store.get_outcome(workflow_id)
+    else:
+        with waiting_out_outages(stop):
+            found = store.get_outcome(workflow_id)
     if found is None:
         raise DBOSNonExistentWorkflowError(f"no workflow with ID {workflow_id!r} exists")
     status, output, error = found

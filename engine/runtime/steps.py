@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from engine.error import (
     DBOSMaxStepRetriesExceeded,
+    DBOSStorageError,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
 )
 from engine.runtime.context import WorkflowContext
 from engine.runtime.registry import StepOptions
+from engine.storage.database import is_outage, waiting_out_outages
 from engine.storage.store import StepRecord
 
 if TYPE_CHECKING:
@@ -34,6 +36,13 @@ class Replayed:
         if self.record.error is not None:
             err = self.runtime.codec.decode_error(self.record.error)
             assert err is not None
+            if is_outage(err):
+                # Recorded by an older version (or by code that records whatever it catches).
+                # Raised as it is, it would pause the workflow again at every replay, forever.
+                raise DBOSStorageError(
+                    f"step {self.record.function_name!r} recorded a database outage as its "
+                    f"error: {err}"
+                ) from err
             raise err
         return self.runtime.codec.decode(
             self.record.output, f"the output of step {self.record.function_name!r}"
@@ -86,6 +95,11 @@ class StepCall:
 
     def failed(self, exc: BaseException) -> float | None:
         """Record a failed attempt; returns the delay before the next try, or None to stop."""
+        if is_outage(exc):
+            # No attempt of the step's own: it stops here, unrecorded, and the workflow pauses
+            # (see ``finish``) and runs it again once the database is back.
+            self.error = exc
+            return None
         self.errors.append(exc)
         opts = self.options
         if opts.retries_allowed and self.attempt < opts.max_attempts:
@@ -110,11 +124,15 @@ class StepCall:
         return None
 
     def finish(self) -> Any:
-        """Checkpoint the outcome (one durable write) and return or raise it."""
+        """Checkpoint the outcome (one durable write) and return or raise it.
+
+        The write waits out a database outage (until shutdown): the workflow pauses here.
+        """
         self.ctx.in_step = False
-        if self.error is not None and self.runtime.stopping.is_set():
-            # A failure during shutdown is likely the shutdown itself; recording it would make
-            # recovery replay a false error. The step runs again after restart instead.
+        if self.error is not None and (self.runtime.stopping.is_set() or is_outage(self.error)):
+            # A failure during shutdown is likely the shutdown itself, and a database outage is
+            # no outcome of the step; recording either would make a replay raise a false error.
+            # The step runs again (after a restart, or once the database is back) instead.
             raise self.error
         codec = self.runtime.codec
         output = error = None
@@ -126,7 +144,8 @@ class StepCall:
         if self.error is not None:
             error = codec.encode_error(self.error)
         record = StepRecord(self.function_id, self.name, output, error, None)
-        write = self.runtime.store.record_step(self.ctx.workflow_id, record, self.started_ms)
+        with waiting_out_outages(self.runtime.stopping):
+            write = self.runtime.store.record_step(self.ctx.workflow_id, record, self.started_ms)
         if write.earlier is not None:
             return Replayed(self.runtime, write.earlier).value()
         if write.workflow_status == "CANCELLED":

@@ -9,21 +9,42 @@ deferred ``BEGIN`` and never block the writer.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, SQLAlchemyError
 
-from engine.error import DBOSConfigError, DBOSConnectionLostError, DBOSStorageError
+from engine.error import (
+    DBOSConfigError,
+    DBOSConnectionLostError,
+    DBOSStorageError,
+    DBOSStorageUnavailableError,
+)
 from engine.storage.schema import SCHEMA_PLACEHOLDER
 
+logger = logging.getLogger("keeptime.engine")
+T = TypeVar("T")
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: The errors that mean "unavailable for now" (a server down or restarting, a dropped
+#: connection, a full disk, an I/O error, a read-only file): work pauses and retries.
+OUTAGE_ERRORS: tuple[type[DBOSStorageError], ...] = (
+    DBOSConnectionLostError,
+    DBOSStorageUnavailableError,
+)
+#: How long a retried call from outside any workflow (``DBOS.start_workflow``,
+#: ``DBOS.list_workflows``, ``DBOSClient``, ``Queue.enqueue`` from plain code) keeps retrying an
+#: unavailable database before it raises. Work inside workflows and waits are not bounded by it.
+OUTSIDE_RETRY_SECONDS = 30.0
 # A pooled PostgreSQL connection idle this long is pinged before use.
 PING_AFTER_IDLE_SECONDS = 10.0
 _SUPPORTED = "sqlite:///path/to/file.sqlite or postgresql://user:password@host:5432/dbname"
@@ -82,6 +103,7 @@ class Database:
         self.engine = self.engine.execution_options(
             schema_translate_map={SCHEMA_PLACEHOLDER: self.schema}
         )
+        self._outage = _OutageLog(db_url.masked)
 
     def _create_engine(self, pool_size: int, kwargs: dict[str, Any]) -> Engine:
         if self.is_sqlite:
@@ -112,7 +134,12 @@ class Database:
             with self._translate_errors(), self.engine.begin() as conn:
                 yield conn
             return
-        with self._sqlite_writer(), self._translate_errors(), self.engine.connect() as conn:
+        with (
+            self._sqlite_writer(),
+            self._translate_errors(),
+            self.engine.connect() as conn,
+            _discarded_after_fault(conn),
+        ):
             # Issued here rather than from a "begin" event: any connection event makes
             # SQLAlchemy dispatch events around every statement, a third of a step's CPU.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -128,7 +155,12 @@ class Database:
         """
         if self.is_sqlite:
             # The sqlite3 module runs with isolation_level=None: autocommit already.
-            with self._sqlite_writer(), self._translate_errors(), self.engine.connect() as conn:
+            with (
+                self._sqlite_writer(),
+                self._translate_errors(),
+                self.engine.connect() as conn,
+                _discarded_after_fault(conn),
+            ):
                 yield conn
             return
         with self._translate_errors(), self.engine.connect() as conn:
@@ -167,24 +199,69 @@ class Database:
         with self._translate_errors(), self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.exec_driver_sql("BEGIN")
-            yield conn
+                with _discarded_after_fault(conn):
+                    yield conn
+            else:
+                yield conn
             conn.rollback()
 
     @contextlib.contextmanager
     def _translate_errors(self) -> Iterator[None]:
+        """Driver errors become DBOSStorageError (or an outage error); outages are logged."""
         try:
             yield
         except DBAPIError as exc:
-            if exc.connection_invalidated or _is_connect_error(exc):
-                raise DBOSConnectionLostError(
-                    f"cannot reach the database {self.db_url.masked}: {_first_line(exc.orig)} "
-                    "(check that the server runs and the URL, user and password are right)"
-                ) from exc
-            raise DBOSStorageError(
-                f"database error on {self.db_url.masked}: {_first_line(exc.orig)}"
-            ) from exc
+            translated = self.translate(exc)
+            if isinstance(translated, OUTAGE_ERRORS):
+                self._outage.noticed(translated)
+            raise translated from exc
+        except OUTAGE_ERRORS as exc:  # translated already, by a statement run on the driver
+            self._outage.noticed(exc)
+            raise
         except SQLAlchemyError as exc:
             raise DBOSStorageError(f"database error on {self.db_url.masked}: {exc}") from exc
+        else:
+            self._outage.over()
+
+    def translate(self, exc: DBAPIError) -> DBOSStorageError:
+        """The engine's error for a driver error raised through SQLAlchemy."""
+        if self.is_sqlite:
+            return self.translate_sqlite(exc.orig)
+        if exc.connection_invalidated or _is_connection_problem(exc.orig):
+            return DBOSConnectionLostError(
+                f"cannot reach the database {self.db_url.masked}: {_first_line(exc.orig)} "
+                "(check that the server runs and the URL, user and password are right)"
+            )
+        return DBOSStorageError(f"database error on {self.db_url.masked}: {_first_line(exc.orig)}")
+
+    def translate_sqlite(self, exc: BaseException | None) -> DBOSStorageError:
+        """The engine's error for a sqlite3 error: a disk fault is DBOSStorageUnavailableError,
+        and its message names the file, the cause and the fix."""
+        fault = _sqlite_fault(exc)
+        if fault is None:
+            return DBOSStorageError(f"database error on {self.db_url.masked}: {_first_line(exc)}")
+        cause, fix = fault
+        return DBOSStorageUnavailableError(
+            f"{cause} for the database file {self.db_url.url.database!r} "
+            f"(SQLite says: {_first_line(exc)}); {fix}"
+        )
+
+    def retrying(self, what: str, operation: Callable[[], T], pauses: Sequence[float]) -> T:
+        """Run ``operation`` (which must be safe to repeat), repeating it while the database is
+        unavailable; ``what`` names it in the error raised on giving up.
+
+        Inside :func:`waiting_out_outages` it repeats until the database is back, the block's
+        stop event is set, or its deadline passes; elsewhere for ``OUTSIDE_RETRY_SECONDS``.
+        ``pauses`` are the waits between attempts (the last repeats; empty: no retry). A retried
+        operation called by another one runs once: the outer one repeats the whole.
+        """
+        if _RETRYING.get():
+            return operation()
+        token = _RETRYING.set(True)
+        try:
+            return _retry(what, operation, pauses, _PATIENCE.get())
+        finally:
+            _RETRYING.reset(token)
 
     def check_connection(self) -> None:
         with self.read() as conn:
@@ -246,9 +323,177 @@ def _enable_wal(cur: Any) -> None:
             time.sleep(0.01)
 
 
-def _is_connect_error(exc: DBAPIError) -> bool:
-    name = type(exc.orig).__name__
-    return name in ("OperationalError",) and "connect" in str(exc.orig).lower()
+# SQLSTATEs of a server that is going away or not there yet (admin_shutdown, crash_shutdown,
+# cannot_connect_now: starting up, shutting down, in recovery); class 08 is connection exceptions.
+_SERVER_GOING_AWAY = ("57P01", "57P02", "57P03")
+
+
+def _is_connection_problem(exc: BaseException | None) -> bool:
+    """A PostgreSQL error that says the server is unreachable or dropped the connection.
+
+    libpq reports a failed or broken connection with no SQLSTATE (the text is localized), so
+    every OperationalError without one counts: the cost of a wrong guess is a retry.
+    """
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _SERVER_GOING_AWAY
+
+
+# Primary SQLite result codes of a disk that cannot take writes for now, with what to tell the
+# operator. An extended code (SQLITE_IOERR_WRITE...) carries its primary one in the low byte.
+_SQLITE_FAULTS: dict[int, tuple[str, str]] = {
+    sqlite3.SQLITE_FULL: (
+        "the disk is full",
+        "free space on the filesystem that holds it; paused workflows continue by themselves",
+    ),
+    sqlite3.SQLITE_IOERR: (
+        "the storage device reports I/O errors",
+        "check the disk and the kernel log (dmesg); paused workflows continue once it works",
+    ),
+    sqlite3.SQLITE_READONLY: (
+        "the file cannot be written",
+        "make the file, its -wal and -shm files and their directory writable by this process's "
+        "user, on a filesystem mounted read-write; paused workflows continue by themselves",
+    ),
+}
+
+
+def _sqlite_fault(exc: BaseException | None) -> tuple[str, str] | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(code, int):
+        return None
+    return _SQLITE_FAULTS.get(code & 0xFF)
+
+
+@contextlib.contextmanager
+def _discarded_after_fault(conn: Connection) -> Iterator[None]:
+    """Close, rather than pool, a SQLite connection that hit a disk fault.
+
+    SQLite opens a file it may not write read-only, and such a connection stays read-only after
+    the file becomes writable again; the next connection is opened afresh.
+    """
+    try:
+        yield
+    except (DBAPIError, DBOSStorageUnavailableError) as exc:
+        orig = exc.orig if isinstance(exc, DBAPIError) else None
+        if orig is None or _sqlite_fault(orig) is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+        raise
+
+
+# -- riding out outages ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Patience:
+    stop: threading.Event
+    deadline: float | None  # time.monotonic()
+
+
+_PATIENCE: contextvars.ContextVar[_Patience | None] = contextvars.ContextVar(
+    "keeptime_outage_patience", default=None
+)
+_RETRYING: contextvars.ContextVar[bool] = contextvars.ContextVar("keeptime_retrying", default=False)
+
+
+@contextlib.contextmanager
+def waiting_out_outages(stop: threading.Event, deadline: float | None = None) -> Iterator[None]:
+    """Retried storage calls in this block wait out a database outage of any length.
+
+    They repeat until the database is back, until ``stop`` is set (a shutdown: the work stays
+    PENDING for recovery), or until ``deadline`` (a ``time.monotonic()`` value: a timeout the
+    caller chose) passes, and then raise the outage error. Work inside workflows, waits for
+    results, and the runtime's own loops run in such blocks; other calls give up after
+    ``OUTSIDE_RETRY_SECONDS``.
+    """
+    token = _PATIENCE.set(_Patience(stop, deadline))
+    try:
+        yield
+    finally:
+        _PATIENCE.reset(token)
+
+
+def is_outage(exc: BaseException | None) -> bool:
+    """True for an error that means the database is unavailable for now."""
+    return isinstance(exc, OUTAGE_ERRORS)
+
+
+def _retry(
+    what: str, operation: Callable[[], T], pauses: Sequence[float], patience: _Patience | None
+) -> T:
+    give_up_at = time.monotonic() + OUTSIDE_RETRY_SECONDS if patience is None else None
+    if patience is not None:
+        give_up_at = patience.deadline
+    attempt = 0
+    while True:
+        try:
+            return operation()
+        except OUTAGE_ERRORS as exc:
+            pause = _next_pause(pauses, attempt, give_up_at)
+            if pause is None:
+                raise _gave_up(exc, what, patience) from exc
+            if patience is None:
+                time.sleep(pause)
+            elif patience.stop.wait(pause):
+                raise
+            attempt += 1
+
+
+def _next_pause(pauses: Sequence[float], attempt: int, give_up_at: float | None) -> float | None:
+    """The wait before the next attempt, or None when it is time to give up."""
+    if not pauses:
+        return None
+    pause = pauses[min(attempt, len(pauses) - 1)]
+    if give_up_at is None:
+        return pause
+    left = give_up_at - time.monotonic()
+    return None if left <= 0 else min(pause, left)
+
+
+def _gave_up(exc: DBOSStorageError, what: str, patience: _Patience | None) -> DBOSStorageError:
+    if patience is not None:
+        return exc  # the caller's own deadline passed: it reports that in its own terms
+    return type(exc)(
+        f"{exc.message}. {what} gave up after retrying for {OUTSIDE_RETRY_SECONDS:g} s; call it "
+        "again once that is fixed (workflows already running are paused, not failed, and "
+        "continue when the database is back)"
+    )
+
+
+class _OutageLog:
+    """One warning when the database becomes unavailable and one info line when it is back,
+    however many calls fail and retry in between."""
+
+    def __init__(self, masked_url: str) -> None:
+        self._masked_url = masked_url
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    def noticed(self, exc: DBOSStorageError) -> None:
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        logger.warning(
+            "database unavailable: %s. Workflows pause and continue when it is back; calls "
+            "from outside workflows raise after %g s of retrying",
+            exc.message,
+            OUTSIDE_RETRY_SECONDS,
+        )
+
+    def over(self) -> None:
+        if self._since is None:  # the common case, on every transaction: no lock
+            return
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            logger.info(
+                "database %s is back after %.1f s; paused work continues",
+                self._masked_url,
+                time.monotonic() - since,
+            )
 
 
 def _first_line(exc: BaseException | None) -> str:

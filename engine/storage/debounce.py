@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from engine.core.debounce import open_window
 from engine.storage.schedules import release_values
 from engine.storage.schema import debounce_windows, quoted_name, workflow_status
-from engine.storage.store import SystemStore, WorkflowRow
+from engine.storage.store import SystemStore, WorkflowRow, retry_on_connection_loss
 
 dw = debounce_windows.c
 ws = workflow_status.c
@@ -133,6 +133,7 @@ class DebounceStore:
             row = conn.execute(select(workflow_status).where(ws.workflow_uuid == workflow_id)).one()
         return FireOutcome(WorkflowRow.from_row(row), None)
 
+    @retry_on_connection_loss
     def due_windows(self, until_ms: int, limit: int = 500) -> list[Window]:
         """Open windows whose deadline is at or before ``until_ms``, earliest first."""
         with self.db.read() as conn:
@@ -144,6 +145,7 @@ class DebounceStore:
             ).all()
         return [Window(r[0], r[1], r[2], int(r[3])) for r in rows]
 
+    @retry_on_connection_loss
     def open_windows(self) -> list[Window]:
         with self.db.read() as conn:
             rows = conn.execute(

@@ -26,7 +26,7 @@ from engine.storage.schema import (
     workflow_events,
     workflow_status,
 )
-from engine.storage.store import StepRecord, SystemStore
+from engine.storage.store import StepRecord, SystemStore, retry_on_connection_loss
 
 NO_TOPIC = "__null__topic__"
 WAKEUP_CHANNEL = "keeptime_wakeup"
@@ -113,6 +113,7 @@ class MessageStore:
 
     # -- steps that write in the same transaction -------------------------------------------------
 
+    @retry_on_connection_loss
     def record_with(
         self,
         workflow_id: str,
@@ -124,7 +125,9 @@ class MessageStore:
         """Run ``action`` and checkpoint its result as step ``function_id``, in one transaction.
 
         Returns (value, None), or (None, earlier) when another execution of the workflow recorded
-        this step first; then ``action``'s writes are rolled back.
+        this step first; then ``action``'s writes are rolled back. Safe to repeat (and retried
+        while the database is unavailable): a repeat after a commit whose answer was lost finds
+        its own step recorded, and rolls ``action`` back.
         """
         try:
             with self.db.write() as conn:
@@ -138,6 +141,7 @@ class MessageStore:
             assert earlier is not None
             return None, earlier
 
+    @retry_on_connection_loss
     def try_wait_step(
         self,
         workflow_id: str,
@@ -153,7 +157,8 @@ class MessageStore:
         When ``find`` finds nothing (and then it must have written nothing) and this is not the
         ``final`` try, the step is not recorded, so the wait goes on; ``deadline``, the wait's
         deadline step, is recorded instead. The first try of a wait thus probes, and either
-        finishes the step or starts the wait, in one transaction.
+        finishes the step or starts the wait, in one transaction. Safe to repeat, as
+        ``record_with`` is (``find``'s writes are rolled back when the step exists).
         """
         try:
             with self.db.write() as conn:
@@ -228,10 +233,22 @@ class MessageStore:
         The key is claimed as a workflow ID (a finished pseudo-workflow named ``DBOS.send``) in
         the same transaction, so it still deduplicates after the message has been consumed.
         """
+        # The message ID is chosen once, so a retry after a lost answer cannot send it twice.
+        return self._send_once(destination_id, topic, message, idempotency_key, str(uuid.uuid4()))
+
+    @retry_on_connection_loss
+    def _send_once(
+        self,
+        destination_id: str,
+        topic: str | None,
+        message: str,
+        idempotency_key: str | None,
+        message_id: str,
+    ) -> bool:
         with self.db.write() as conn:
             if idempotency_key is not None and not self._claim_id(conn, idempotency_key):
                 return False
-            self.send(conn, destination_id, topic, message, None)
+            self.send(conn, destination_id, topic, message, message_id)
             return True
 
     def _claim_id(self, conn: Connection, workflow_id: str) -> bool:
@@ -256,6 +273,7 @@ class MessageStore:
         value = conn.execute(self._take_sql, params).scalar()
         return None if value is None else str(value)
 
+    @retry_on_connection_loss
     def has_message(self, destination_id: str, topic: str | None) -> bool:
         with self.db.read() as conn:
             found = conn.execute(
@@ -279,6 +297,7 @@ class MessageStore:
         }
         conn.execute(self._set_event_sql, params).close()
 
+    @retry_on_connection_loss
     def set_event_now(self, workflow_id: str, key: str, value: str) -> None:
         with self.db.write() as conn:
             self.set_event(conn, workflow_id, key, value)
@@ -291,10 +310,12 @@ class MessageStore:
         ).scalar()
         return None if value is None else str(value)
 
+    @retry_on_connection_loss
     def get_event(self, workflow_id: str, key: str) -> str | None:
         with self.db.read() as conn:
             return self.event_in(conn, workflow_id, key)
 
+    @retry_on_connection_loss
     def all_events(self, workflow_id: str) -> dict[str, str]:
         with self.db.read() as conn:
             rows = conn.execute(
@@ -340,6 +361,7 @@ class MessageStore:
         with self.db.write() as conn:
             self.append_stream(conn, workflow_id, key, value, closed)
 
+    @retry_on_connection_loss
     def read_stream(
         self, workflow_id: str, key: str, from_offset: int
     ) -> list[tuple[int, str | None, bool]]:

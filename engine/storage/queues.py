@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, case, func, or_, select, text, update
 
 from engine.storage.schema import workflow_status
-from engine.storage.store import SystemStore, WorkflowRow
+from engine.storage.store import (
+    SystemStore,
+    WorkflowRow,
+    retried_with_recheck,
+    retry_on_connection_loss,
+)
 
 ws = workflow_status.c
 
@@ -86,6 +91,7 @@ class QueueStore:
         self.store = store
         self.db = store.db
 
+    @retry_on_connection_loss
     def queues_with_work(self, queue_names: Sequence[str]) -> set[str]:
         """Which of these queues have ENQUEUED workflows (one cheap read, no write lock)."""
         if not queue_names:
@@ -111,9 +117,20 @@ class QueueStore:
         Only workflows of ``app_version`` (or of no version) whose function is in ``runnable`` are
         taken, so nothing is claimed that this process cannot run. ``skip`` lists workflow IDs this
         process already failed to start.
+
+        Retried while the database is unavailable. Every attempt stamps its claims with the same
+        time, so a retry also returns what an attempt before it claimed and committed before its
+        connection broke (else that work would sit PENDING here, run by nobody, until a restart).
         """
         now = self.store.now_ms()
-        result = ClaimResult([])
+        claimant = _Claimant(0, executor_id, app_version, runnable, skip, now)
+        return retried_with_recheck(
+            self.db, "claim", lambda again: self._claim_once(limits, claimant, again)
+        )
+
+    def _claim_once(self, limits: ClaimLimits, claimant: _Claimant, again: bool) -> ClaimResult:
+        now, executor_id = claimant.now, claimant.executor_id
+        result = ClaimResult(self._claimed_earlier(limits, claimant) if again else [])
         with self.db.write() as conn:
             if limits.has_global_limits and not self.db.is_sqlite:
                 conn.execute(
@@ -130,15 +147,26 @@ class QueueStore:
                     )
                     continue
                 result.rows.extend(
-                    self._claim_rows(
-                        conn,
-                        limits,
-                        partition,
-                        _Claimant(budget, executor_id, app_version, runnable, skip, now),
-                    )
+                    self._claim_rows(conn, limits, partition, replace(claimant, budget=budget))
                 )
         return result
 
+    def _claimed_earlier(self, limits: ClaimLimits, claimant: _Claimant) -> list[WorkflowRow]:
+        """This queue's workflows claimed by an earlier attempt of this claim (same executor,
+        same time stamp, still PENDING)."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(workflow_status).where(
+                    ws.queue_name == limits.queue_name,
+                    ws.status == "PENDING",
+                    ws.executor_id == claimant.executor_id,
+                    ws.started_at_epoch_ms == claimant.now,
+                    ws.updated_at == claimant.now,
+                )
+            ).all()
+        return [WorkflowRow.from_row(r) for r in rows]
+
+    @retry_on_connection_loss
     def release(self, workflow_id: str, executor_id: str) -> bool:
         """Put a claimed workflow this process could not start back on its queue."""
         with self.db.write() as conn:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -37,34 +37,35 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from engine.error import DBOSConnectionLostError, DBOSQueueDeduplicatedError, DBOSStorageError
+from engine.error import DBOSQueueDeduplicatedError
 from engine.storage.database import Database
 from engine.storage.schema import operation_outputs, quoted_name, workflow_status
 
-# Waits between attempts when an idempotent operation loses its connection (about 16 s in all),
-# so a database restart or failover pauses workflows instead of failing them.
-RECONNECT_DELAYS_SECONDS = (0.05, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+# Waits between attempts while the database is unavailable; the last one repeats. Capped at 1 s
+# so paused work continues within about a second of the database's return (the promise is 2 s).
+# How long attempts go on is decided by the caller (see database.waiting_out_outages).
+RECONNECT_DELAYS_SECONDS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0)
 T = TypeVar("T")
 P = ParamSpec("P")
 
 
+class _OnDatabase(Protocol):
+    db: Database
+
+
 def retry_on_connection_loss(operation: Callable[P, T]) -> Callable[P, T]:
-    """Retry an idempotent store operation after a lost connection, with backoff."""
+    """Repeat a store operation while the database is unavailable (see ``Database.retrying``).
+
+    Only for operations that are safe to repeat after a failure whose commit may or may not
+    have happened: reads, ``ON CONFLICT DO NOTHING`` inserts, updates guarded by status.
+    """
 
     @functools.wraps(operation)
     def retrying(*args: P.args, **kwargs: P.kwargs) -> T:
-        for delay in RECONNECT_DELAYS_SECONDS:
-            try:
-                return operation(*args, **kwargs)
-            except DBOSConnectionLostError as exc:
-                logger.warning(
-                    "%s lost its database connection (%s); retrying in %.2f s",
-                    operation.__name__,
-                    exc,
-                    delay,
-                )
-                time.sleep(delay)
-        return operation(*args, **kwargs)
+        owner = cast(_OnDatabase, args[0])
+        return owner.db.retrying(
+            operation.__qualname__, lambda: operation(*args, **kwargs), RECONNECT_DELAYS_SECONDS
+        )
 
     return retrying
 
@@ -162,6 +163,29 @@ _COMPLETE = (
 )
 
 
+def retried_with_recheck(db: Database, what: str, attempt: Callable[[bool], T]) -> T:
+    """``db.retrying`` for an operation whose retries check whether an attempt before them
+    committed after all (its connection broke before the answer came): ``attempt(again=True)``.
+    """
+    tries = itertools.count()
+    return db.retrying(what, lambda: attempt(next(tries) > 0), RECONNECT_DELAYS_SECONDS)
+
+
+def _same_insert(stored: WorkflowRow, built: WorkflowRow) -> bool:
+    """Whether ``stored`` is the row ``built`` for this very call (found again on a retry).
+
+    The creation stamp, inputs, executor and queue order (a per-process microsecond stamp for
+    queued work) together tell one call's row from another call's with the same ID.
+    """
+    return (
+        stored.created_at == built.created_at
+        and stored.inputs == built.inputs
+        and stored.executor_id == built.executor_id
+        and stored.queue_order == built.queue_order
+        and stored.name == built.name
+    )
+
+
 def _sqlite_driver(conn: Connection) -> sqlite3.Connection:
     driver = conn.connection.driver_connection
     assert isinstance(driver, sqlite3.Connection)
@@ -219,8 +243,20 @@ class SystemStore:
         """Create the workflow (and the parent's step that started it) unless the ID exists.
 
         Returns (created, row as stored). The ID is the idempotency key: a second insert with the
-        same ID changes nothing and returns the first row.
+        same ID changes nothing and returns the first row. Retried while the database is
+        unavailable: an attempt that finds the row an earlier attempt of this call committed
+        (before its connection broke) reports it as created.
         """
+
+        def attempt(again: bool) -> tuple[bool, WorkflowRow]:
+            created, stored = self._insert_workflow_once(row, parent_step, parent_id)
+            return (created or (again and _same_insert(stored, row))), stored
+
+        return retried_with_recheck(self.db, "insert_workflow", attempt)
+
+    def _insert_workflow_once(
+        self, row: WorkflowRow, parent_step: StepRecord | None, parent_id: str | None
+    ) -> tuple[bool, WorkflowRow]:
         single = parent_step is None or parent_id is None
         with self.db.autocommit() if single else self.db.write() as conn:
             try:
@@ -252,9 +288,33 @@ class SystemStore:
 
         IDs that exist already are left alone, as in ``insert_workflow``; concurrent inserts of
         the same ID from other processes are safe because the answer comes from RETURNING.
+        Retried while the database is unavailable, as ``insert_workflow`` is.
         """
         if not rows:
             return set()
+
+        def attempt(again: bool) -> set[str]:
+            created = self._insert_workflows_once(rows)
+            if again and len(created) < len(rows):
+                created |= self._inserted_earlier(
+                    [r for r in rows if r.workflow_uuid not in created]
+                )
+            return created
+
+        return retried_with_recheck(self.db, "insert_workflows", attempt)
+
+    def _inserted_earlier(self, rows: Sequence[WorkflowRow]) -> set[str]:
+        """Which of these rows are stored as this call built them (an earlier attempt of it
+        committed them): same creation stamp, inputs, executor and queue order."""
+        wanted = {row.workflow_uuid: row for row in rows}
+        with self.db.read() as conn:
+            stored = conn.execute(
+                select(workflow_status).where(workflow_status.c.workflow_uuid.in_(list(wanted)))
+            ).all()
+        found = (WorkflowRow.from_row(r) for r in stored)
+        return {r.workflow_uuid for r in found if _same_insert(r, wanted[r.workflow_uuid])}
+
+    def _insert_workflows_once(self, rows: Sequence[WorkflowRow]) -> set[str]:
         values = [row.values() for row in rows]
         # Columns NULL in every row are left out: half the bind parameters for tick rows.
         columns = [c for c in values[0] if any(v[c] is not None for v in values)]
@@ -407,7 +467,7 @@ class SystemStore:
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(stmt.text, None, exc) from exc  # as SQLAlchemy would raise it
         except sqlite3.Error as exc:
-            raise DBOSStorageError(f"database error on {self.db.db_url.masked}: {exc}") from exc
+            raise self.db.translate_sqlite(exc) from exc
 
     def _step_values(
         self, workflow_id: str, step: StepRecord, started_ms: int | None = None
@@ -467,23 +527,66 @@ class SystemStore:
             ).first()
         return StepRecord.from_row(row) if row is not None else None
 
-    @retry_on_connection_loss
     def complete_workflow(
         self, workflow_id: str, status: str, output: str | None, error: str | None
     ) -> bool:
-        """Finish a PENDING workflow. A workflow cancelled meanwhile stays CANCELLED."""
+        """Finish a PENDING workflow. A workflow cancelled meanwhile stays CANCELLED.
+
+        Retried while the database is unavailable; an attempt that finds the outcome an earlier
+        attempt committed (before its connection broke) reports it as applied.
+        """
+        outcome = WorkflowOutcome(workflow_id, status, output, error)
+
+        def attempt(again: bool) -> bool:
+            if self._complete_once(workflow_id, status, output, error):
+                return True
+            return again and bool(self._settled_earlier([outcome]))
+
+        return retried_with_recheck(self.db, "complete_workflow", attempt)
+
+    def _settled_earlier(self, outcomes: Sequence[WorkflowOutcome]) -> set[str]:
+        """Which of these workflows hold exactly this outcome already."""
+        wanted = {o.workflow_id: o for o in outcomes}
+        ws = workflow_status.c
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(ws.workflow_uuid, ws.status, ws.output, ws.error).where(
+                    ws.workflow_uuid.in_(list(wanted))
+                )
+            ).all()
+        return {
+            r[0]
+            for r in rows
+            if (r[1], r[2], r[3]) == (wanted[r[0]].status, wanted[r[0]].output, wanted[r[0]].error)
+        }
+
+    def _complete_once(
+        self, workflow_id: str, status: str, output: str | None, error: str | None
+    ) -> bool:
         params = _completion_params(workflow_id, status, output, error, self.now_ms())
         with self.db.autocommit() as conn:
             if self.db.is_sqlite:
                 return self._driver_rowcount(conn, self._complete_text(), params) > 0
             return bool(conn.execute(_COMPLETE, params).rowcount)
 
-    @retry_on_connection_loss
     def complete_workflows(self, outcomes: Sequence[WorkflowOutcome]) -> set[str]:
         """Finish several PENDING workflows in one commit; returns the IDs that were PENDING.
 
         The others (cancelled meanwhile, or finished by another execution) are left as they are.
+        Retried while the database is unavailable, as ``complete_workflow`` is.
         """
+
+        def attempt(again: bool) -> set[str]:
+            applied = self._complete_many_once(outcomes)
+            if again and len(applied) < len(outcomes):
+                applied |= self._settled_earlier(
+                    [o for o in outcomes if o.workflow_id not in applied]
+                )
+            return applied
+
+        return retried_with_recheck(self.db, "complete_workflows", attempt)
+
+    def _complete_many_once(self, outcomes: Sequence[WorkflowOutcome]) -> set[str]:
         ids = [o.workflow_id for o in outcomes]
         now = self.now_ms()
         if not self.db.is_sqlite:
@@ -537,6 +640,7 @@ class SystemStore:
 
     # -- recovery ---------------------------------------------------------------------------------
 
+    @retry_on_connection_loss
     def pending_workflows(
         self, executor_ids: Sequence[str], app_version: str | None
     ) -> list[WorkflowRow]:
@@ -590,6 +694,7 @@ class SystemStore:
 
     # -- management -------------------------------------------------------------------------------
 
+    @retry_on_connection_loss
     def cancel_workflow_tree(self, workflow_id: str) -> list[str]:
         """Cancel a workflow and every non-terminal descendant; returns the IDs cancelled."""
         cancelled: list[str] = []
@@ -623,6 +728,7 @@ class SystemStore:
                 frontier.extend(children)
         return cancelled
 
+    @retry_on_connection_loss
     def list_workflows(self, flt: ListFilter) -> list[WorkflowRow]:
         ws = workflow_status.c
         conditions: list[Any] = []
@@ -664,6 +770,7 @@ class SystemStore:
             rows = conn.execute(query).all()
         return [WorkflowRow.from_row(r) for r in rows]
 
+    @retry_on_connection_loss
     def list_steps(self, workflow_id: str) -> list[StepRecord]:
         with self.db.read() as conn:
             rows = conn.execute(
@@ -673,6 +780,7 @@ class SystemStore:
             ).all()
         return [StepRecord.from_row(r) for r in rows]
 
+    @retry_on_connection_loss
     def count_workflows(self) -> int:
         with self.db.read() as conn:
             return int(
@@ -800,6 +908,7 @@ class SystemStore:
                 values["workflow_uuid"] = new_row.workflow_uuid
                 conn.execute(self._insert(operation_outputs).values(**values))
 
+    @retry_on_connection_loss
     def requeue_workflow(self, workflow_id: str, queue_name: str) -> bool:
         """Put a cancelled, given-up or queued workflow on ``queue_name`` for any executor."""
         with self.db.write() as conn:
