@@ -317,7 +317,7 @@ class Scheduler:
         before this start or this definition), then fires its regular ticks."""
         if not definitions:
             return
-        states = self.schedules.tick_states(d.name for d in definitions)
+        states = self.schedules.tick_states((d.name for d in definitions), previous_runs=False)
         now = self._now()
         for definition in definitions:
             self._arm(definition, source, states.get(definition.name), now, CAUSE_DOWNTIME)
@@ -461,7 +461,7 @@ class Scheduler:
                 return
             behind = dict(self._behind)
         try:
-            states = self.schedules.tick_states(behind)
+            states = self.schedules.tick_states(behind, previous_runs=False)
         except Exception as exc:
             self._catch_up_after = time.monotonic() + _ERROR_BACKOFF_SECONDS
             if not self._catch_up_waiting:
@@ -520,7 +520,8 @@ class Scheduler:
             return
         began = time.monotonic()
         try:
-            states = self.schedules.tick_states({e.definition.name for e, _ in upcoming})
+            names = {e.definition.name for e, _ in upcoming}
+            states = self.schedules.tick_states(names, previous_runs=False)  # all `allow`
         except Exception:
             logger.warning("could not prepare upcoming ticks; deciding when due", exc_info=True)
             return

@@ -229,12 +229,19 @@ class ScheduleStore:
             value = conn.execute(select(sc.last_tick_epoch_ms).where(sc.name == name)).scalar()
         return int(value) if value is not None else None
 
-    def tick_states(self, names: Iterable[str]) -> dict[str, TickState]:
+    def tick_states(self, names: Iterable[str], previous_runs: bool = True) -> dict[str, TickState]:
         """Pause flag, watermark and previous run (with its executor's heartbeat) of each named
-        schedule, in one query."""
+        schedule, in one query. Without ``previous_runs``, only the schedules table is read
+        (the ``last_*``/``owner_*`` facts but ``last_workflow_id`` are None): enough for ticks
+        that never look at the previous run (overlap ``allow``) and for catch-up decisions."""
         wanted = sorted(set(names))
         if not wanted:
             return {}
+        if not previous_runs:
+            query = select(sc.name, sc.paused, sc.last_tick_epoch_ms, sc.last_workflow_id)
+            with self.db.read() as conn:
+                rows = conn.execute(query.where(sc.name.in_(wanted))).all()
+            return {r[0]: TickState(bool(r[1]), r[2], r[3], None) for r in rows}
         with self.db.read() as conn:
             rows = conn.execute(_tick_state_query().where(sc.name.in_(wanted))).all()
         return {r[0]: _tick_state(r) for r in rows}
