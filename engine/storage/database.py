@@ -242,8 +242,8 @@ class Database:
             return DBOSStorageError(f"database error on {self.db_url.masked}: {_first_line(exc)}")
         cause, fix = fault
         return DBOSStorageUnavailableError(
-            f"{cause} for the database file {self.db_url.url.database!r} "
-            f"(SQLite says: {_first_line(exc)}); {fix}"
+            f"{cause.format(path=self.db_url.url.database)} (SQLite says: {_first_line(exc)}); "
+            f"{fix}"
         )
 
     def retrying(self, what: str, operation: Callable[[], T], pauses: Sequence[float]) -> T:
@@ -344,15 +344,17 @@ def _is_connection_problem(exc: BaseException | None) -> bool:
 # operator. An extended code (SQLITE_IOERR_WRITE...) carries its primary one in the low byte.
 _SQLITE_FAULTS: dict[int, tuple[str, str]] = {
     sqlite3.SQLITE_FULL: (
-        "the disk is full",
-        "free space on the filesystem that holds it; paused workflows continue by themselves",
+        "the disk holding the database file {path!r} is full",
+        "free space on that filesystem; paused workflows continue by themselves",
     ),
     sqlite3.SQLITE_IOERR: (
-        "the storage device reports I/O errors",
-        "check the disk and the kernel log (dmesg); paused workflows continue once it works",
+        "the database file {path!r} (or its -wal or -shm file) could not be read or written",
+        "check that the files are writable (ls -l, lsattr: no immutable flag), that their "
+        "filesystem is mounted read-write (findmnt) and that the disk works (dmesg); paused "
+        "workflows continue once it is fixed",
     ),
     sqlite3.SQLITE_READONLY: (
-        "the file cannot be written",
+        "the database file {path!r} cannot be written",
         "make the file, its -wal and -shm files and their directory writable by this process's "
         "user, on a filesystem mounted read-write; paused workflows continue by themselves",
     ),
