@@ -406,3 +406,71 @@ def test_a_read_only_database_file_pauses_workflows_until_it_is_writable(
     (warning,) = disk_warnings(caplog, db_file, "could not be")
     assert "lsattr" in warning and "findmnt" in warning
     assert back_notices(caplog)
+
+
+@DBOS.workflow()
+def child_of(n: int) -> int:
+    return n + 1
+
+
+@DBOS.workflow()
+def starts_a_child_after_the_gate() -> int:
+    ledger_step(0)
+    GATE.wait(60)  # in the body itself: the test fills the disk meanwhile
+    # Not a step: the insert of the child runs with the bounded retry of plain code.
+    return DBOS.start_workflow(child_of, 41).get_result()
+
+
+def test_an_outage_error_raised_in_a_workflow_body_is_no_outcome(
+    small_disk: Path,
+    ledger: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    monkeypatch.setattr(database, "OUTSIDE_RETRY_SECONDS", 0.5)
+    db_file = small_disk / "system.sqlite"
+    launch_on(db_file)
+    handle = DBOS.start_workflow(starts_a_child_after_the_gate)
+    wait_until(lambda: sqlite_status(db_file, handle.workflow_id)[1] == 1, 10, "first step")
+
+    filler = fill(small_disk)
+    GATE.set()
+    stopped = "stopped on a database outage"
+    wait_until(lambda: stopped in caplog.text, 10, "the body stopped on the full disk")
+    assert sqlite_status(db_file, handle.workflow_id) == ("PENDING", 1)  # no ERROR recorded
+
+    filler.unlink()
+    assert handle.get_result() == 42  # run again from its last recorded step
+    assert sqlite_status(db_file, handle.workflow_id)[0] == "SUCCESS"
+    assert ledger_entries()[f"{handle.workflow_id}:0"] == 1  # the recorded step did not rerun
+
+
+def test_a_shutdown_during_an_outage_is_prompt_and_recovery_finishes_the_work(
+    small_disk: Path, ledger: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    db_file = small_disk / "system.sqlite"
+    launch_on(db_file)
+    handle = DBOS.start_workflow(gated, 3)
+    wait_until(lambda: ":gate" in ledger.read_text(), 10, "the workflow at its gate")
+    filler = fill(small_disk)
+    GATE.set()
+    wait_until(lambda: disk_warnings(caplog, db_file, "is full"), 10, "a disk-full warning")
+
+    began = time.monotonic()
+    DBOS.destroy()  # the paused workflow stops retrying at once, and stays PENDING
+    wait_until(lambda: not workflow_threads(), 3, "the paused workflow's thread ended")
+    print(f"\nfull disk: the paused run ended {time.monotonic() - began:.2f} s after destroy()")
+    assert sqlite_status(db_file, handle.workflow_id) == ("PENDING", 0)
+
+    filler.unlink()
+    launch_on(db_file)  # recovery resumes it
+    assert DBOS.retrieve_workflow(handle.workflow_id).get_result() == ("through", [0, 10, 20])
+    counts = ledger_entries()
+    assert counts[f"{handle.workflow_id}:gate"] == 2  # its record never committed: ran again
+    assert all(counts[f"{handle.workflow_id}:{n}"] == 1 for n in range(3))
+
+
+def workflow_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("keeptime-wf")]
