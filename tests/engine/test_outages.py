@@ -39,7 +39,7 @@ pytestmark = pytest.mark.timeout(180)
 # -- the workload ----------------------------------------------------------------------------------
 
 LEDGER: list[Path] = []  # the file each step body appends one line to, per execution
-GATE = threading.Event()  # holds ``gated_step`` until the test has broken the disk
+GATE = threading.Event()  # holds ``outage_gated_step`` until the test has broken the disk
 
 
 def _append_ledger(entry: str) -> None:
@@ -52,33 +52,33 @@ def ledger_entries() -> Counter[str]:
 
 
 @DBOS.step()
-def ledger_step(n: int) -> int:
+def outage_ledger_step(n: int) -> int:
     _append_ledger(f"{DBOS.workflow_id}:{n}")
     return n * 10
 
 
 @DBOS.workflow()
-def paced(count: int, pause: float) -> list[int]:
+def outage_paced(count: int, pause: float) -> list[int]:
     """Steps with a durable sleep after each: an outage finds a sleep or a step in flight."""
     out = []
     for n in range(count):
-        out.append(ledger_step(n))
+        out.append(outage_ledger_step(n))
         DBOS.sleep(pause)
     return out
 
 
 @DBOS.step()
-def gated_step() -> str:
+def outage_gated_step() -> str:
     _append_ledger(f"{DBOS.workflow_id}:gate")
     GATE.wait(60)
     return "through"
 
 
 @DBOS.workflow()
-def gated(count: int) -> tuple[str, list[int]]:
+def outage_gated(count: int) -> tuple[str, list[int]]:
     """Waits at the gate (the test breaks the disk meanwhile), then writes steps."""
-    first = gated_step()
-    return first, [ledger_step(n) for n in range(count)]
+    first = outage_gated_step()
+    return first, [outage_ledger_step(n) for n in range(count)]
 
 
 def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> float:
@@ -192,7 +192,7 @@ def start_during_outage(monkeypatch: pytest.MonkeyPatch) -> tuple[BaseException,
     monkeypatch.setattr(database, "OUTSIDE_RETRY_SECONDS", 2.0)
     began = time.monotonic()
     try:
-        DBOS.start_workflow(paced, 1, 0.0)
+        DBOS.start_workflow(outage_paced, 1, 0.0)
     except Exception as exc:
         return exc, time.monotonic() - began
     finally:
@@ -215,10 +215,10 @@ def test_workflows_pause_through_a_long_postgres_outage_and_resume_at_once(
     DBOS.launch()
     observer = Observer(pg_outage_url)
     steps, pause = 10, 0.6
-    ids = [f"paced-{mode}-{i}" for i in range(3)]
+    ids = [f"outage_paced-{mode}-{i}" for i in range(3)]
     for wf_id in ids:
         with SetWorkflowID(wf_id):
-            DBOS.start_workflow(paced, steps, pause)
+            DBOS.start_workflow(outage_paced, steps, pause)
     # In flight: two steps and their sleeps recorded per workflow, most still to come.
     wait_until(lambda: observer.recorded_steps(ids) >= 4 * len(ids), 30, "steps recorded")
     waiter = Waiter(ids[0])
@@ -332,8 +332,8 @@ def test_a_full_disk_pauses_sqlite_workflows_until_space_is_freed(
     db_file = small_disk / "system.sqlite"
     launch_on(db_file)
     with SetWorkflowID("before-full"):
-        assert paced(3, 0.0) == [0, 10, 20]  # committed before the fault
-    handle = DBOS.start_workflow(gated, 20)
+        assert outage_paced(3, 0.0) == [0, 10, 20]  # committed before the fault
+    handle = DBOS.start_workflow(outage_gated, 20)
     wait_until(lambda: ":gate" in ledger.read_text(), 10, "the workflow at its gate")
 
     filler = fill(small_disk)
@@ -385,8 +385,8 @@ def test_a_read_only_database_file_pauses_workflows_until_it_is_writable(
     db_file = tmp_path / "system.sqlite"  # ext4 or the like: an immutable file refuses writes
     launch_on(db_file)  # through descriptors opened before, as a read-only remount does
     with SetWorkflowID("before-read-only"):
-        assert paced(2, 0.0) == [0, 10]
-    handle = DBOS.start_workflow(gated, 5)
+        assert outage_paced(2, 0.0) == [0, 10]
+    handle = DBOS.start_workflow(outage_gated, 5)
     wait_until(lambda: ":gate" in ledger.read_text(), 10, "the workflow at its gate")
 
     immutable_files[:] = [db_file, db_file.with_name(db_file.name + "-wal")]
@@ -409,16 +409,16 @@ def test_a_read_only_database_file_pauses_workflows_until_it_is_writable(
 
 
 @DBOS.workflow()
-def child_of(n: int) -> int:
+def outage_child(n: int) -> int:
     return n + 1
 
 
 @DBOS.workflow()
-def starts_a_child_after_the_gate() -> int:
-    ledger_step(0)
+def outage_starts_a_child() -> int:
+    outage_ledger_step(0)
     GATE.wait(60)  # in the body itself: the test fills the disk meanwhile
     # Not a step: the insert of the child runs with the bounded retry of plain code.
-    return DBOS.start_workflow(child_of, 41).get_result()
+    return DBOS.start_workflow(outage_child, 41).get_result()
 
 
 def test_an_outage_error_raised_in_a_workflow_body_is_no_outcome(
@@ -431,7 +431,7 @@ def test_an_outage_error_raised_in_a_workflow_body_is_no_outcome(
     monkeypatch.setattr(database, "OUTSIDE_RETRY_SECONDS", 0.5)
     db_file = small_disk / "system.sqlite"
     launch_on(db_file)
-    handle = DBOS.start_workflow(starts_a_child_after_the_gate)
+    handle = DBOS.start_workflow(outage_starts_a_child)
     wait_until(lambda: sqlite_status(db_file, handle.workflow_id)[1] == 1, 10, "first step")
 
     filler = fill(small_disk)
@@ -452,7 +452,7 @@ def test_a_shutdown_during_an_outage_is_prompt_and_recovery_finishes_the_work(
     caplog.set_level(logging.INFO, logger=LOGGER)
     db_file = small_disk / "system.sqlite"
     launch_on(db_file)
-    handle = DBOS.start_workflow(gated, 3)
+    handle = DBOS.start_workflow(outage_gated, 3)
     wait_until(lambda: ":gate" in ledger.read_text(), 10, "the workflow at its gate")
     filler = fill(small_disk)
     GATE.set()
