@@ -196,7 +196,7 @@ class Database:
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction (deferred on SQLite, so it never blocks the writer)."""
-        with self._translate_errors(), self.engine.connect() as conn:
+        with self._translate_errors(reading=True), self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.exec_driver_sql("BEGIN")
                 with _discarded_after_fault(conn):
@@ -206,8 +206,12 @@ class Database:
             conn.rollback()
 
     @contextlib.contextmanager
-    def _translate_errors(self) -> Iterator[None]:
-        """Driver errors become DBOSStorageError (or an outage error); outages are logged."""
+    def _translate_errors(self, reading: bool = False) -> Iterator[None]:
+        """Driver errors become DBOSStorageError (or an outage error); outages are logged.
+
+        Any call that succeeds ends a PostgreSQL outage; a SQLite disk fault takes a write
+        (reads keep working on a full or read-only disk).
+        """
         try:
             yield
         except DBAPIError as exc:
@@ -221,7 +225,8 @@ class Database:
         except SQLAlchemyError as exc:
             raise DBOSStorageError(f"database error on {self.db_url.masked}: {exc}") from exc
         else:
-            self._outage.over()
+            if not (reading and self.is_sqlite):
+                self._outage.over()
 
     def translate(self, exc: DBAPIError) -> DBOSStorageError:
         """The engine's error for a driver error raised through SQLAlchemy."""
