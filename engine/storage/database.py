@@ -4,6 +4,11 @@ SQLite runs in WAL mode with synchronous=FULL (as durable as a rollback journal 
 faster). Writes take ``BEGIN IMMEDIATE`` so two writers never deadlock on lock upgrades, and an
 in-process lock keeps this process's writers from spinning in SQLite's busy handler. Reads use a
 deferred ``BEGIN`` and never block the writer.
+
+Outages (PostgreSQL unreachable, a SQLite disk full, failing or read-only) are translated into
+``OUTAGE_ERRORS``, logged once each, and ridden out by ``Database.retrying``: for as long as it
+takes inside ``waiting_out_outages`` blocks (workflows, waits, the runtime's loops), for
+``OUTSIDE_RETRY_SECONDS`` elsewhere. See docs/durability.md.
 """
 
 from __future__ import annotations
@@ -430,8 +435,9 @@ def is_outage(exc: BaseException | None) -> bool:
 def _retry(
     what: str, operation: Callable[[], T], pauses: Sequence[float], patience: _Patience | None
 ) -> T:
-    give_up_at = time.monotonic() + OUTSIDE_RETRY_SECONDS if patience is None else None
-    if patience is not None:
+    if patience is None:
+        give_up_at: float | None = time.monotonic() + OUTSIDE_RETRY_SECONDS
+    else:
         give_up_at = patience.deadline
     attempt = 0
     while True:
@@ -463,7 +469,7 @@ def _gave_up(exc: DBOSStorageError, what: str, patience: _Patience | None) -> DB
     if patience is not None:
         return exc  # the caller's own deadline passed: it reports that in its own terms
     return type(exc)(
-        f"{exc.message}. {what} gave up after retrying for {OUTSIDE_RETRY_SECONDS:g} s; call it "
+        f"{exc.message}. Gave up on {what} after retrying for {OUTSIDE_RETRY_SECONDS:g} s; call "
         "again once that is fixed (workflows already running are paused, not failed, and "
         "continue when the database is back)"
     )

@@ -64,7 +64,7 @@ def retry_on_connection_loss(operation: Callable[P, T]) -> Callable[P, T]:
     def retrying(*args: P.args, **kwargs: P.kwargs) -> T:
         owner = cast(_OnDatabase, args[0])
         return owner.db.retrying(
-            operation.__qualname__, lambda: operation(*args, **kwargs), RECONNECT_DELAYS_SECONDS
+            operation.__name__, lambda: operation(*args, **kwargs), RECONNECT_DELAYS_SECONDS
         )
 
     return retrying

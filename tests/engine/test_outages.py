@@ -255,7 +255,7 @@ def test_workflows_pause_through_a_long_postgres_outage_and_resume_at_once(
     # A call from plain code gave up after its bound, with a message that says what to do.
     assert isinstance(error, DBOSConnectionLostError), repr(error)
     assert 2.0 <= gave_up_after < 8.0
-    assert "gave up after retrying for 2 s" in str(error)
+    assert "Gave up on insert_workflow after retrying for 2 s" in str(error)
     assert "check that the server runs" in str(error)
     # One warning for the outage, not one per attempt, and a line when it was back.
     assert len(outage_warnings(caplog)) == 1, outage_warnings(caplog)
