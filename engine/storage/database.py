@@ -269,9 +269,16 @@ class Database:
             return operation()
         token = _RETRYING.set(True)
         try:
-            return _retry(what, operation, pauses, _PATIENCE.get())
+            return _retry(what, operation, pauses, _PATIENCE.get(), self._before_retry)
         finally:
             _RETRYING.reset(token)
+
+    def _before_retry(self, exc: DBOSStorageError) -> None:
+        """After a SQLite disk fault, close the idle connections: one opened while the file could
+        not be written is read-only for good, and an attempt that took it after the fix would
+        fail once more (a second pause of up to a second)."""
+        if isinstance(exc, DBOSStorageUnavailableError):
+            self.engine.dispose()
 
     def check_connection(self) -> None:
         with self.read() as conn:
@@ -380,10 +387,12 @@ def _sqlite_fault(exc: BaseException | None) -> tuple[str, str] | None:
 
 @contextlib.contextmanager
 def _discarded_after_fault(conn: Connection) -> Iterator[None]:
-    """Close, rather than pool, a SQLite connection that hit a disk fault.
+    """Close, rather than pool, SQLite connections once one hit a disk fault.
 
     SQLite opens a file it may not write read-only, and such a connection stays read-only after
-    the file becomes writable again; the next connection is opened afresh.
+    the file becomes writable again. Any pooled connection may have been opened meanwhile, so
+    all are replaced at their next checkout (as SQLAlchemy does after a lost connection), and
+    the first attempt after the fault is fixed succeeds.
     """
     try:
         yield
@@ -391,7 +400,8 @@ def _discarded_after_fault(conn: Connection) -> Iterator[None]:
         orig = exc.orig if isinstance(exc, DBAPIError) else None
         if orig is None or _sqlite_fault(orig) is not None:
             with contextlib.suppress(Exception):
-                conn.invalidate()
+                conn.engine.pool._invalidate(conn.connection, exc)
+                conn.invalidate(exc)
         raise
 
 
@@ -433,7 +443,11 @@ def is_outage(exc: BaseException | None) -> bool:
 
 
 def _retry(
-    what: str, operation: Callable[[], T], pauses: Sequence[float], patience: _Patience | None
+    what: str,
+    operation: Callable[[], T],
+    pauses: Sequence[float],
+    patience: _Patience | None,
+    before_retry: Callable[[DBOSStorageError], None],
 ) -> T:
     if patience is None:
         give_up_at: float | None = time.monotonic() + OUTSIDE_RETRY_SECONDS
@@ -451,6 +465,7 @@ def _retry(
                 time.sleep(pause)
             elif patience.stop.wait(pause):
                 raise
+            before_retry(exc)
             attempt += 1
 
 
