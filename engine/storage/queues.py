@@ -278,6 +278,10 @@ class QueueStore:
                 deadline_epoch_ms=ws.timeout_ms + now,
                 recovery_attempts=ws.recovery_attempts + 1,
                 updated_at=now,
+                # A row enqueued without a version (DBOSClient's default) takes the claimant's:
+                # recovery and takeover match the version by equality, and a NULL would match
+                # nobody, leaving the run PENDING forever once its executor restarts or dies.
+                application_version=func.coalesce(ws.application_version, claimant.app_version),
             )
             .returning(*workflow_status.c)
         ).all()

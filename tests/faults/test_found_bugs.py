@@ -49,16 +49,10 @@ def client(db_url: str) -> Iterator[DBOSClient]:
     DBOS.destroy()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a queue claim leaves application_version NULL on a row enqueued without one "
-    "(DBOSClient's default), and recovery and takeover match the version by equality, so the "
-    "run is never resumed after its executor crashes (fix: set application_version to the "
-    "claimant's in QueueStore._claim_rows, engine/storage/queues.py)",
-)
 def test_client_enqueued_run_resumes_after_its_executor_restarts(
     db_url: str, client: DBOSClient
 ) -> None:
+    """Fixed (the claim records the claimant's version where the row names none); guards it."""
     _launch(db_url)
     client.enqueue(
         {
