@@ -2,7 +2,8 @@
 
 Every record has a stable ``event`` name (``daemon.ready``, ``schedule.fired``, ...), a ``level``
 and a ``timestamp``; the rest are key/value fields. Records from the standard :mod:`logging`
-module (the engine logs there) go through the same renderer, so stdout carries one format.
+module (the engine logs there) go through the same renderer, so stdout carries one format, and
+their ``extra=`` fields become keys of the JSON object.
 """
 
 from __future__ import annotations
@@ -48,7 +49,13 @@ def configure_logging(
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*_SHARED_PROCESSORS, structlog.stdlib.add_logger_name],
+            # ExtraAdder first: a record's ``extra=`` fields become keys (the engine passes the
+            # facts of a decision there), and the standard keys added after it win a clash.
+            foreign_pre_chain=[
+                structlog.stdlib.ExtraAdder(),
+                *_SHARED_PROCESSORS,
+                structlog.stdlib.add_logger_name,
+            ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 _exception_as_text(log_format),

@@ -187,3 +187,22 @@ def test_console_logs_are_readable_text() -> None:
     assert "daemon.ready" in text
     assert "schedules=2" in text
     assert not text.startswith("{")
+
+
+def test_json_logs_keep_extra_fields_of_stdlib_records() -> None:
+    out = io.StringIO()
+    configure_logging("json", "info", stream=out)
+    try:
+        logging.getLogger("keeptime.engine").warning(
+            "schedule %s: not waiting",
+            "nightly",
+            extra={"schedule": "nightly", "workflow_id": "sched-nightly-1", "level": "bogus"},
+        )
+    finally:
+        _reset_logging()
+    record = json.loads(out.getvalue())
+    assert record["event"] == "schedule nightly: not waiting"
+    assert record["schedule"] == "nightly"
+    assert record["workflow_id"] == "sched-nightly-1"
+    assert record["level"] == "warning", "standard keys win over extra fields"
+    assert record["logger"] == "keeptime.engine"
