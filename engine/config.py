@@ -65,7 +65,8 @@ class ResolvedConfig:
     system_database_engine: Engine | None
     log_level: str
     application_version: str | None
-    executor_id: str
+    # None: claim a slot of this host at launch (engine.runtime.identity).
+    executor_id: str | None
     serializer: Serializer
     max_executor_threads: int
     executor_timeout_sec: float
@@ -117,7 +118,7 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         raise DBOSConfigError(
             f"executor_timeout_sec must be a positive number, got {executor_timeout!r}"
         )
-    executor_id = config.get("executor_id") or os.environ.get("DBOS__VMID") or "local"
+    executor_id = config.get("executor_id") or os.environ.get("DBOS__VMID") or None
     version = config.get("application_version") or os.environ.get("DBOS__APPVERSION") or None
     return ResolvedConfig(
         name=name,
@@ -129,7 +130,7 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         system_database_engine=config.get("system_database_engine"),
         log_level=log_level,
         application_version=version,
-        executor_id=str(executor_id),
+        executor_id=str(executor_id) if executor_id is not None else None,
         serializer=serializer,
         max_executor_threads=threads,
         executor_timeout_sec=float(executor_timeout),

@@ -50,6 +50,14 @@ class DBOSSchemaVersionError(DBOSStorageError):
     """The system database was created by a newer version of the engine."""
 
 
+class DBOSExecutorIdInUseError(DBOSConfigError):
+    """``DBOS.launch()`` found the configured executor ID held by another live process.
+
+    Two processes under one ID would recover and run each other's work. Give each process its
+    own ``executor_id`` (or leave it unset: each process then gets its own), or stop the other.
+    """
+
+
 class DBOSNotLaunchedError(DBOSException):
     """An operation needs ``DBOS.launch()`` (or ``DBOS(config=...)``) first."""
 

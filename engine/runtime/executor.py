@@ -14,6 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from engine.config import ResolvedConfig
+from engine.core.liveness import (
+    ExecutorRecord,
+    LivenessObserver,
+    heartbeat_interval_seconds,
+    missed_beat_seconds,
+)
 from engine.error import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSWorkflowCancelledError,
@@ -27,6 +33,7 @@ from engine.runtime.context import (
     running_workflow,
 )
 from engine.runtime.dispatch import RunDispatcher
+from engine.runtime.identity import claim_executor_id, holder_process_runs, this_process
 from engine.runtime.registry import REGISTRY, RegisteredFunction
 from engine.runtime.starting import (
     PreparedStart,
@@ -38,7 +45,7 @@ from engine.runtime.starting import (
 from engine.runtime.steps import StepCall, wait_or_cancel
 from engine.serialization import Codec
 from engine.storage.database import Database, is_outage, parse_database_url, waiting_out_outages
-from engine.storage.executors import ExecutorStore
+from engine.storage.executors import Beat, ExecutorStore, Holder
 from engine.storage.migrations import migrate_system_database
 from engine.storage.store import StepRecord, SystemStore, WorkflowOutcome, WorkflowRow
 
@@ -56,7 +63,9 @@ class Runtime:
         self.config = config
         self.app_name = config.name
         self.clock = clock
-        self.executor_id = config.executor_id
+        # Known once launch() claimed it (a configured ID, or a free slot of this host).
+        self.executor_id = config.executor_id or ""
+        self.holder: Holder | None = None
         self.codec = Codec(config.serializer)
         self.db = Database(
             parse_database_url(config.system_database_url),
@@ -69,6 +78,11 @@ class Runtime:
         self.executors = ExecutorStore(self.store)
         self.completions = CompletionGroup(self.store)
         self._last_heartbeat = 0.0
+        timeout = config.executor_timeout_sec
+        beat_late = missed_beat_seconds(timeout, WATCH_INTERVAL_SECONDS)
+        self._liveness = LivenessObserver(timeout, confirm_sec=beat_late, max_gap_sec=beat_late)
+        self._supplanted_logged = False
+        self._recheck_own_work = False
         self.app_version = config.application_version or ""
         self._pool = ThreadPoolExecutor(
             config.max_executor_threads, thread_name_prefix="keeptime-wf"
@@ -98,7 +112,16 @@ class Runtime:
             self.app_version = compute_app_version(REGISTRY.workflows())
         for key in self.config.ignored:
             logger.warning("DBOSConfig %r is accepted but has no effect in keeptime", key)
-        self.executors.heartbeat(self.executor_id, self.app_version)
+        self.holder = claim_executor_id(
+            self.executors,
+            self.config.executor_id,
+            self.app_version,
+            self.config.executor_timeout_sec,
+            WATCH_INTERVAL_SECONDS,
+            self._stop,
+            self.now_ms,
+        )
+        self.executor_id = self.holder.executor_id
         self._last_heartbeat = time.monotonic()
         self.launched = True
         self.spawn("keeptime-watch", self._watch_loop)
@@ -577,12 +600,17 @@ class Runtime:
     # -- background -------------------------------------------------------------------------------
 
     def _watch_loop(self) -> None:
-        """Notice cancellations made by other processes and deadlines that passed mid-step."""
+        """Heartbeats and takeovers; cancellations made by other processes; deadlines that
+        passed mid-step. A database outage pauses the loop (one warning, from the storage
+        layer) until the database is back."""
         while not self._stop.wait(WATCH_INTERVAL_SECONDS):
             try:
-                self._watch_once()
-            except Exception:
-                logger.exception("workflow watcher failed; retrying")
+                with waiting_out_outages(self._stop):
+                    self._watch_once()
+            except Exception as exc:
+                self._liveness.forget_pass()
+                if not is_outage(exc):  # an outage cut short by shutdown is no failure
+                    logger.exception("workflow watcher failed; retrying")
 
     def _watch_once(self) -> None:
         self._heartbeat_and_take_over()
@@ -602,23 +630,59 @@ class Runtime:
             active[wf_id].cancel_event.set()
 
     def _heartbeat_and_take_over(self) -> None:
-        """Beat every sixth of the executor timeout; adopt work of executors that went quiet."""
-        timeout = self.config.executor_timeout_sec
-        if time.monotonic() - self._last_heartbeat < timeout / 6:
+        """Beat every sixth of the executor timeout; adopt work of executors judged dead."""
+        if time.monotonic() - self._last_heartbeat < heartbeat_interval_seconds(
+            self.config.executor_timeout_sec
+        ):
             return
+        assert self.holder is not None
+        self._beat(self.holder)
         self._last_heartbeat = time.monotonic()
-        self.executors.heartbeat(self.executor_id, self.app_version)
-        for dead in self.executors.dead_executors(self.executor_id, int(timeout * 1000)):
+        if self._recheck_own_work:
+            self._recheck_own_work = False
+            self.recover_pending()
+        me = this_process()
+        others = self.executors.others(self.executor_id)
+        exited = frozenset(r.executor_id for r in others if holder_process_runs(r, me) is False)
+        dead = self._liveness.observe(others, time.monotonic(), self.now_ms(), exited)
+        by_id = {r.executor_id: r for r in others}
+        for executor_id in dead:
+            self._take_over(by_id[executor_id])
+
+    def _beat(self, holder: Holder) -> None:
+        beat = self.executors.heartbeat(holder)
+        if beat is Beat.REINSTATED:
+            logger.error(
+                "executor %r was presumed dead by another executor (no heartbeat for %.0f s, a "
+                "stalled process or a lost connection) and its PENDING work was taken over; "
+                "it beats again, and work it still runs may run twice",
+                self.executor_id,
+                self.config.executor_timeout_sec,
+            )
+        elif beat is Beat.SUPPLANTED and not self._supplanted_logged:
+            self._supplanted_logged = True
+            logger.error(
+                "executor ID %r is now held by another process (it presumed this one dead); "
+                "restart this process so that it claims an ID of its own",
+                self.executor_id,
+            )
+
+    def _take_over(self, dead: ExecutorRecord) -> None:
+        try:
             rows = self.executors.take_over(dead, self.executor_id, self.app_version)
-            for row in rows:
-                self._restart(row)
-            if rows:
-                logger.warning(
-                    "took over %d workflow(s) of executor %r, silent for over %.0f s",
-                    len(rows),
-                    dead,
-                    timeout,
-                )
+        except Exception:
+            # The move may have committed: look for our own unfinished work next time.
+            self._recheck_own_work = True
+            raise
+        for row in rows:
+            self._restart(row)
+        if rows:
+            logger.warning(
+                "took over %d workflow(s) of executor %r (%s)",
+                len(rows),
+                dead.executor_id,
+                dead.describe(self.now_ms()),
+            )
 
     def _restart(self, row: WorkflowRow) -> bool:
         fn = REGISTRY.find(row.name)

@@ -17,7 +17,14 @@ from engine.storage.database import Database
 from engine.storage.debounce import DEBOUNCE_HOLD_QUEUE
 from engine.storage.messages import WAKEUP_CHANNEL
 from engine.storage.schedules import HOLD_QUEUE_PREFIX
-from engine.storage.schema import SCHEMA_VERSION, app_metadata, metadata, schema_version
+from engine.storage.schema import (
+    EXECUTOR_PROCESS_COLUMNS,
+    SCHEMA_VERSION,
+    app_metadata,
+    executors,
+    metadata,
+    schema_version,
+)
 
 # The NOTIFY payload that wakes the queue workers of one schema (see install_enqueue_notify).
 QUEUE_WAKEUP_PREFIX = "queues:"
@@ -61,9 +68,19 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
 
 
+def add_executor_process_columns(db: Database, conn: Connection) -> None:
+    """Version 3: who holds each executor ID (host, process, incarnation); see
+    engine.core.liveness. Rows written before it keep NULLs and are judged by heartbeats alone."""
+    table = f'"{db.schema}"."executors"' if db.schema else '"executors"'
+    for name in EXECUTOR_PROCESS_COLUMNS:
+        sql_type = executors.c[name].type.compile(dialect=conn.dialect)
+        conn.execute(text(f'ALTER TABLE {table} ADD COLUMN "{name}" {sql_type}'))
+
+
 # version -> step that upgrades a database from version-1 to version.
 MIGRATIONS: dict[int, Callable[[Database, Connection], None]] = {
     2: install_enqueue_notify,
+    3: add_executor_process_columns,
 }
 
 _ADVISORY_LOCK_KEY = 0x6B65_6570_7469_6D65 & 0x7FFF_FFFF_FFFF_FFFF  # "keeptime"

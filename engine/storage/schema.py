@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 SCHEMA_PLACEHOLDER = "dbos"
-SCHEMA_VERSION = 2  # 2: the enqueue NOTIFY trigger (PostgreSQL)
+SCHEMA_VERSION = 3  # 2: the enqueue NOTIFY trigger (PostgreSQL); 3: executor process columns
 
 metadata = MetaData(schema=SCHEMA_PLACEHOLDER)
 
@@ -123,6 +123,26 @@ executors = Table(
     Column("executor_id", Text, primary_key=True),
     Column("application_version", Text),
     Column("last_heartbeat_ms", BigInteger, nullable=False),
+    # Who holds the ID (engine.core.liveness): the host, and the PID with the boot and PID
+    # namespace it belongs to (process_key) and its start time, so a process on the same
+    # machine can ask the kernel whether the holder still runs. A new UUID per launch
+    # (incarnation) guards heartbeats and takeovers against a holder that changed meanwhile.
+    Column("host", Text),
+    Column("pid", Integer),
+    Column("process_key", Text),
+    Column("process_start", Text),
+    Column("incarnation", Text),
+    Column("started_at_ms", BigInteger),
+)
+
+# Columns added to ``executors`` by schema version 3 (see engine.storage.migrations).
+EXECUTOR_PROCESS_COLUMNS = (
+    "host",
+    "pid",
+    "process_key",
+    "process_start",
+    "incarnation",
+    "started_at_ms",
 )
 
 # Schedules: the definition (for management without a running scheduler), the pause flag, and the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import uuid
 from collections import Counter
@@ -212,7 +213,7 @@ def test_workflow_status_has_every_spec_field() -> None:
         "app_version",
     ]:
         assert hasattr(status, name), name
-    assert status.executor_id == "local"
+    assert status.executor_id == DBOS.executor_id == f"{socket.gethostname()}-1"
     assert status.app_version == DBOS.application_version
     assert status.created_at is not None and status.updated_at is not None
     assert status.recovery_attempts == 1
