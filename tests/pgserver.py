@@ -62,18 +62,33 @@ class PostgresServer:
     def url_for(self, database: str) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
-    def _run(self, argv: Sequence[str]) -> None:
+    def _command(self, argv: Sequence[str]) -> list[str]:
         cmd = list(argv)
         if self.run_as_postgres:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return cmd
+
+    def _run(self, argv: Sequence[str]) -> None:
+        subprocess.run(
+            self._command(argv), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
 
     def stop(self) -> None:
         """Stop for good and delete the data directory (end of the test session)."""
         try:
-            self.halt("immediate")
+            if self.running():  # a test that failed mid-outage may have left it down
+                self.halt("immediate")
         finally:
             shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+    def running(self) -> bool:
+        """Whether the server runs (``pg_ctl status``)."""
+        status = subprocess.run(
+            self._command([self.pg_ctl, "-D", str(self.data_dir), "status"]),
+            capture_output=True,
+            check=False,
+        )
+        return status.returncode == 0
 
     def halt(self, mode: str = "fast") -> None:
         """Stop the server (``fast``, ``immediate`` or ``smart``), keeping its data: an outage."""

@@ -46,6 +46,7 @@ from engine.runtime.starting import (
     StartRequest,
     prepare_start,
 )
+from engine.storage.database import is_outage
 from engine.storage.debounce import DebounceStore
 from engine.storage.schedules import FiredTick, ScheduleStore, TickState, hold_queue_name
 from engine.storage.store import WorkflowRow
@@ -257,11 +258,20 @@ class Scheduler:
 
     def run(self) -> None:
         try:
+            outage = False
             while not self.runtime.stopping.is_set():
                 try:
                     wait = self.run_once()
-                except Exception:
-                    logger.exception("scheduler pass failed; retrying")
+                    outage = False
+                except Exception as exc:
+                    if not is_outage(exc):
+                        logger.exception("scheduler pass failed; retrying")
+                    elif not outage:  # the storage layer warns of the outage itself
+                        outage = True
+                        logger.info(
+                            "scheduler paused by the database outage; missed ticks follow each "
+                            "schedule's catch-up policy once it is back"
+                        )
                     wait = _ERROR_BACKOFF_SECONDS
                 self._wake.wait(wait)
                 self._wake.clear()

@@ -15,10 +15,10 @@ from engine.error import DBOSNotInWorkflowError
 from engine.runtime.context import current_workflow
 from engine.runtime.registry import RegisteredFunction
 from engine.runtime.steps import Replayed, replay_or_check
-from engine.storage.database import Database, parse_database_url
+from engine.storage.database import Database, is_outage, parse_database_url
 from engine.storage.migrations import create_application_tables, drop_application_tables
 from engine.storage.schema import transaction_outputs
-from engine.storage.store import StepRecord
+from engine.storage.store import RECONNECT_DELAYS_SECONDS, StepRecord
 
 if TYPE_CHECKING:
     from engine.runtime.executor import Runtime
@@ -73,33 +73,45 @@ def call_transaction(
     if replayed is not None:
         return replayed.value()
     started = runtime.now_ms()
+    workflow_id = ctx.workflow_id
+
+    def attempt() -> tuple[str, Any]:
+        with db.write() as conn:
+            done = conn.execute(
+                select(transaction_outputs.c.output).where(
+                    transaction_outputs.c.workflow_uuid == workflow_id,
+                    transaction_outputs.c.function_id == function_id,
+                )
+            ).first()
+            if done is not None:  # an earlier attempt committed before its connection broke
+                return done[0], runtime.codec.decode(
+                    done[0], f"the output of transaction {fn.name!r}"
+                )
+            value = _run_in(conn, fn, args, kwargs)
+            encoded = runtime.codec.encode(value, f"the output of transaction {fn.name!r}")
+            conn.execute(
+                transaction_outputs.insert().values(
+                    workflow_uuid=workflow_id,
+                    function_id=function_id,
+                    output=encoded,
+                    created_at=runtime.now_ms(),
+                )
+            )
+            return encoded, value
+
     output: str | None = None
     error: str | None = None
     result: Any = None
     failure: BaseException | None = None
     try:
-        with db.write() as conn:
-            done = conn.execute(
-                select(transaction_outputs.c.output).where(
-                    transaction_outputs.c.workflow_uuid == ctx.workflow_id,
-                    transaction_outputs.c.function_id == function_id,
-                )
-            ).first()
-            if done is not None:
-                output = done[0]
-                result = runtime.codec.decode(output, f"the output of transaction {fn.name!r}")
-            else:
-                result = _run_in(conn, fn, args, kwargs)
-                output = runtime.codec.encode(result, f"the output of transaction {fn.name!r}")
-                conn.execute(
-                    transaction_outputs.insert().values(
-                        workflow_uuid=ctx.workflow_id,
-                        function_id=function_id,
-                        output=output,
-                        created_at=runtime.now_ms(),
-                    )
-                )
+        # The transaction and its checkpoint commit together, so repeating it while the
+        # application database is unavailable cannot apply it twice; a workflow waits out an
+        # outage of any length here (see database.waiting_out_outages).
+        output, result = db.retrying(f"transaction {fn.name!r}", attempt, RECONNECT_DELAYS_SECONDS)
     except Exception as exc:
+        if is_outage(exc):
+            # Gave up (a shutdown): no outcome. Recovery reruns it from the last checkpoint.
+            raise
         failure = exc
         error = runtime.codec.encode_error(exc)
     write = runtime.store.record_step(

@@ -129,6 +129,7 @@ class PgListener:
         _, kwargs = db.engine.dialect.create_connect_args(db.db_url.url)
         kwargs.pop("context", None)
         self._connect_kwargs: dict[str, Any] = dict(kwargs)
+        self._warned = False  # warned of the current loss of the connection
 
     def run(self) -> None:
         backoff = 0.1
@@ -137,13 +138,18 @@ class PgListener:
                 self._listen()
                 backoff = 0.1
             except psycopg.Error as exc:
-                logger.warning(
-                    "LISTEN connection to %s failed (%s); waits fall back to polling, "
-                    "reconnecting in %.1f s",
-                    self._masked_url,
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                    backoff,
-                )
+                # One warning per lost connection, not one per failed reconnect: an outage
+                # of an hour would otherwise log thousands.
+                if not self._warned:
+                    self._warned = True
+                    logger.warning(
+                        "LISTEN connection to %s failed (%s); waits fall back to polling until "
+                        "it reconnects",
+                        self._masked_url,
+                        _first_line(exc),
+                    )
+                else:
+                    logger.debug("LISTEN reconnect failed: %s", _first_line(exc))
             finally:
                 self.connected.clear()
             self.stopping.wait(backoff)
@@ -154,6 +160,9 @@ class PgListener:
         with psycopg.connect(autocommit=True, connect_timeout=10, **self._connect_kwargs) as conn:
             conn.execute(f"LISTEN {WAKEUP_CHANNEL}")
             self.connected.set()
+            if self._warned:
+                self._warned = False
+                logger.info("LISTEN connection to %s is back", self._masked_url)
             # Notifications sent before LISTEN took effect are lost: let every waiter re-probe.
             self.hub.wake_all()
             last_ping = time.monotonic()
@@ -163,3 +172,8 @@ class PgListener:
                 if time.monotonic() - last_ping >= LISTEN_PING_SECONDS:
                     conn.execute("SELECT 1")
                     last_ping = time.monotonic()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

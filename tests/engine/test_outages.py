@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import text as sa_text
 
 from engine import DBOS, SetWorkflowID
 from engine.error import DBOSConnectionLostError
@@ -101,6 +102,11 @@ def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
+def warnings_at(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    """The engine's messages at ``level`` exactly."""
+    return [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == level]
+
+
 def back_notices(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
@@ -149,6 +155,11 @@ class Observer:
     def _rows(self, sql: str, ids: list[str]) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.dsn) as conn:
             return list(conn.execute(sql, (ids,)).fetchall())
+
+    def row_values(self) -> list[int]:
+        """The rows of the application table ``outage_rows``."""
+        with psycopg.connect(self.dsn) as conn:
+            return [int(v) for (v,) in conn.execute("SELECT value FROM outage_rows ORDER BY value")]
 
     def recorded_steps(self, ids: list[str]) -> int:
         sql = "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = ANY(%s)"
@@ -260,6 +271,9 @@ def test_workflows_pause_through_a_long_postgres_outage_and_resume_at_once(
     # One warning for the outage, not one per attempt, and a line when it was back.
     assert len(outage_warnings(caplog)) == 1, outage_warnings(caplog)
     assert back_notices(caplog)
+    listen = [m for m in warnings_at(caplog, logging.WARNING) if m.startswith("LISTEN")]
+    assert len(listen) == 1, listen
+    assert warnings_at(caplog, logging.ERROR) == [], "an outage is no error"
 
 
 # -- SQLite: a full disk, and a file that cannot be written ----------------------------------------
@@ -478,3 +492,56 @@ def test_a_shutdown_during_an_outage_is_prompt_and_recovery_finishes_the_work(
 
 def workflow_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("keeptime-wf")]
+
+
+# -- the application database: a transaction waits out its outage ---------------------------------
+
+
+@DBOS.transaction()
+def outage_insert_row(value: int) -> int:
+    DBOS.sql_session.execute(sa_text("INSERT INTO outage_rows (value) VALUES (:v)"), {"v": value})
+    return value
+
+
+@DBOS.workflow()
+def outage_transacts(value: int) -> int:
+    outage_ledger_step(0)
+    outage_insert_row(0)  # the application database is open and in use before the outage
+    GATE.wait(60)  # the test stops the application database meanwhile
+    return outage_insert_row(value) + outage_ledger_step(1)
+
+
+def test_a_transaction_waits_out_an_application_database_outage(
+    outage_server: PostgresServer,
+    pg_outage_url: str,
+    tmp_path: Path,
+    ledger: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The system database (SQLite) stays up; the application database (PostgreSQL) goes down
+    while a transaction is due. It is neither recorded as an error nor applied twice."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    observer = Observer(pg_outage_url)
+    with psycopg.connect(observer.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE outage_rows (value integer)")
+    DBOS.destroy()
+    DBOS(
+        config={
+            "name": "app-outage",
+            "system_database_url": f"sqlite:///{tmp_path / 'system.sqlite'}",
+            "application_database_url": pg_outage_url,
+        }
+    )
+    DBOS.launch()
+    handle = DBOS.start_workflow(outage_transacts, 7)
+    wait_until(lambda: observer.row_values() == [0], 10, "the first transaction")
+    outage_server.halt("fast")
+    GATE.set()
+    wait_until(lambda: bool(outage_warnings(caplog)), 20, "the transaction to meet the outage")
+    time.sleep(3)  # the outage itself: the transaction keeps retrying meanwhile
+    assert DBOS.get_workflow_status(handle.workflow_id).status == "PENDING"  # type: ignore[union-attr]
+    outage_server.start()
+    assert handle.get_result() == 7 + 10
+    assert observer.row_values() == [0, 7], "each transaction applied once"
+    assert ledger_entries()[f"{handle.workflow_id}:0"] == 1
+    assert DBOS.get_workflow_status(handle.workflow_id).status == "SUCCESS"  # type: ignore[union-attr]
