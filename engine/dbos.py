@@ -534,6 +534,34 @@ class DBOS(metaclass=_DBOSMeta):
         )
 
     @classmethod
+    def list_unrecoverable_workflows(cls) -> list[management.UnrecoverableWorkflow]:
+        """Keeptime extension: the PENDING workflows of this executor and application version
+        that this process cannot run, each with the reason (``.status``, ``.reason``).
+
+        Recovery at launch (and a takeover) skips such a workflow with a warning and leaves it
+        PENDING: its function is not registered in this process (code or config that defined
+        it was removed), or its ``DBOSConfiguredInstance`` does not exist. Nothing resumes it
+        until a process that has the code does; cancel it (``cancel_workflow``) to resolve it
+        for good. Only this executor's work of this version: other executors recover their own,
+        and work of other versions waits for an executor of its version.
+        """
+        return management.unrecoverable_workflows(_runtime())
+
+    @classmethod
+    def count_other_version_workflows(cls) -> dict[str, int]:
+        """Keeptime extension: ``{application_version: count}`` of PENDING and ENQUEUED
+        workflows tagged with another application version than this process's.
+
+        This process neither recovers nor dequeues them (see "Workflow Versioning and
+        Recovery"); an executor of their version does, or an operator cancels or forks them
+        (``fork_workflow(..., application_version=DBOS.application_version)``). Ticks and
+        debounce windows still held by the scheduler are not counted: releasing them gives them
+        the releasing process's version. Reads every unfinished workflow: call it rarely (once
+        after launch).
+        """
+        return management.other_version_counts(_runtime())
+
+    @classmethod
     async def cancel_workflow_async(cls, workflow_id: str) -> None:
         await asyncio.to_thread(cls.cancel_workflow, workflow_id)
 

@@ -1,16 +1,21 @@
-"""Workflow management: listing, status conversion, resume and fork."""
+"""Workflow management: listing, status conversion, resume and fork; work recovery leaves."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.error import DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
 from engine.runtime.context import consume_workflow_id
+from engine.runtime.registry import REGISTRY
 from engine.serialization import Codec
 from engine.status import ALL_STATUSES, StepInfo, WorkflowStatus
+from engine.storage.debounce import DEBOUNCE_HOLD_QUEUE
+from engine.storage.schedules import HOLD_QUEUE_PREFIX
 from engine.storage.store import ListFilter, StepRecord, WorkflowRow
 
 if TYPE_CHECKING:
@@ -188,3 +193,72 @@ def fork_row(
     )
     runtime.store.fork_workflow(source, new_row, start_step)
     return new_id
+
+
+# -- work that recovery leaves alone ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnrecoverableWorkflow:
+    """A PENDING workflow of this executor and application version that this process cannot
+    run, and why (its function is not registered, or its class instance does not exist)."""
+
+    status: WorkflowStatus
+    reason: str
+
+
+#: Names of the one-step workflows that run an enqueued step (engine.runtime.hooks).
+STEP_WORKFLOW_PREFIX = "<temp>."
+
+
+def missing_code(row: WorkflowRow) -> str | None:
+    """Why this process cannot run the workflow of ``row`` (None: it can). The checks of
+    ``Runtime.execute_existing``, so what this reports is what recovery leaves PENDING."""
+    fn = REGISTRY.find(row.name)
+    if fn is None and row.name.startswith(STEP_WORKFLOW_PREFIX):
+        # An enqueued bare step: the queue worker builds its one-step workflow when it claims
+        # it, so a registered step is runnable (and the claim may be under way right now).
+        fn = REGISTRY.find(row.name[len(STEP_WORKFLOW_PREFIX) :])
+        if fn is not None and fn.kind == "step":
+            return None
+    if fn is None or fn.kind != "workflow":
+        return f"no workflow named {row.name!r} is registered in this process"
+    class_name, config_name = row.class_name, row.config_name
+    if class_name is None or config_name is None:
+        return None
+    if REGISTRY.find_instance(class_name, config_name) is None:
+        return f"no {class_name} instance with config_name {config_name!r} exists"
+    return None
+
+
+def unrecoverable_workflows(runtime: Runtime) -> list[UnrecoverableWorkflow]:
+    """PENDING workflows of this executor and version that recovery cannot resume here."""
+    found: list[UnrecoverableWorkflow] = []
+    for row in runtime.store.pending_workflows([runtime.executor_id], runtime.app_version):
+        reason = missing_code(row)
+        if reason is not None:
+            status = to_status(row, runtime.codec, load_io=False)
+            found.append(UnrecoverableWorkflow(status, reason))
+    return found
+
+
+def held(queue_name: str | None) -> bool:
+    """Whether a queue only holds work until the engine releases it (a schedule's buffered
+    ticks, a debounce window): a release gives the work the releasing process's version."""
+    return queue_name is not None and (
+        queue_name.startswith(HOLD_QUEUE_PREFIX) or queue_name == DEBOUNCE_HOLD_QUEUE
+    )
+
+
+def other_version_counts(runtime: Runtime) -> dict[str, int]:
+    """PENDING and ENQUEUED workflows per application version other than this process's
+    (neither recovered nor dequeued here); held ticks and debounce windows are left out."""
+    rows = runtime.store.list_workflows(ListFilter(statuses=["PENDING", "ENQUEUED"]))
+    counts = Counter(
+        row.application_version
+        for row in rows
+        if row.application_version is not None
+        and row.application_version != runtime.app_version
+        and not held(row.queue_name)
+    )
+    return dict(sorted(counts.items()))
