@@ -13,6 +13,8 @@ from engine import DBOSClient, DBOSConfig, JsonSerializer, Queue
 from engine.queue import QueueRateLimit
 
 __all__ = [
+    "DEFAULT_APPLICATION_VERSION",
+    "application_version",
     "create_queues",
     "dbos_config",
     "open_client",
@@ -22,15 +24,31 @@ __all__ = [
 ]
 
 
+#: The application version of a daemon whose config sets none. Fixed, so that a restart after
+#: any edit of the config or of the job code resumes every run in flight: the engine's default
+#: (a hash of every registered workflow's source) would change with each edit, since the config
+#: generates workflows for its command and webhook targets, and recovery only resumes work of
+#: the current version. ``[engine] application_version`` opts into versioned recovery.
+DEFAULT_APPLICATION_VERSION = "keeptime"
+
+
+def application_version(config: Config) -> str:
+    """The application version the daemon runs (and tags its runs with) under ``config``."""
+    return config.engine.application_version or DEFAULT_APPLICATION_VERSION
+
+
 def dbos_config(config: Config) -> DBOSConfig:
-    """The engine config for the daemon. JSON serialization: nothing stored is ever unpickled."""
+    """The engine config for the daemon. JSON serialization: nothing stored is ever unpickled.
+
+    The application version is always set (see :data:`DEFAULT_APPLICATION_VERSION`), so the
+    engine's computed version and ``$DBOS__APPVERSION`` never apply to the daemon.
+    """
     engine_config: DBOSConfig = {
         "name": config.engine.name,
         "system_database_url": database_url_with_password(config),
         "serializer": JsonSerializer(),
+        "application_version": application_version(config),
     }
-    if config.engine.application_version:
-        engine_config["application_version"] = config.engine.application_version
     if config.engine.executor_id:
         engine_config["executor_id"] = config.engine.executor_id
     return engine_config

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from daemon.config import load_config
 from daemon.config_check import read_token
@@ -30,7 +30,15 @@ from daemon.engine_setup import (
 )
 from daemon.logging import get_logger
 from daemon.notify import Notifier, watchdog_interval
+from daemon.orphans import (
+    OrphanScanner,
+    cancel_removed_schedule_work,
+    cancel_unrecoverable,
+    managed_schedule_workflows,
+    warn_other_versions,
+)
 from daemon.registry_sync import RegistrySync
+from daemon.targets import stop_commands
 from engine import DBOS
 from engine.error import DBOSException
 
@@ -51,6 +59,7 @@ class Service:
         self.config = config
         self.notifier = notifier if notifier is not None else Notifier()
         self.sync = RegistrySync()
+        self.orphans = OrphanScanner()
         self.api: Any = None
         self.ready = threading.Event()
         self._signals_in, self._signals_out = socket.socketpair()
@@ -127,8 +136,15 @@ class Service:
         debouncer_workflows = register_debouncer_targets(config.debouncers)
         DBOS.launch()
         DBOS.add_outcome_listener(_log_outcome)
+        # Recovery resumed what it could; what it left for want of code is resolved before
+        # any tick is decided (an overlap policy would count it as running).
+        _resolving(cancel_unrecoverable)
+        before = _resolving(managed_schedule_workflows) or {}
         self.sync.apply(config, schedule_workflows, debouncer_workflows)
+        _resolving(lambda: cancel_removed_schedule_work(before, config))
+        self.orphans.start()
         self.api = _start_http_api(self)
+        _resolving(lambda: warn_other_versions(config, _api_base(config, self.api)))
 
     def stop(self) -> None:
         """Stop the API and the engine within :data:`STOP_TIMEOUT_SECONDS`."""
@@ -151,12 +167,16 @@ class Service:
         log.info("daemon.stopped", seconds=elapsed)
 
     def _stop_components(self) -> None:
+        self.orphans.stop()
         if self.api is not None:
             try:
                 self.api.stop()
             except Exception:
                 log.exception("http.stop_failed")
         DBOS.destroy()
+        # After the engine stopped: a command step that fails now is not recorded (its
+        # workflow stays PENDING and runs it again at the next start).
+        stop_commands()
 
     # -- reload -----------------------------------------------------------------------------------
 
@@ -170,6 +190,7 @@ class Service:
             create_queues(new)
             schedule_workflows = register_schedule_targets(new.schedules)
             debouncer_workflows = register_debouncer_targets(new.debouncers)
+            before = _resolving(managed_schedule_workflows) or {}
             self.sync.apply(new, schedule_workflows, debouncer_workflows)
         except ConfigInvalid as exc:
             problems = [str(p) for p in exc.problems]
@@ -181,6 +202,7 @@ class Service:
             self._notify(self.notifier.ready, "config rejected; still running the previous one")
             return False
         self.config = new
+        _resolving(lambda: cancel_removed_schedule_work(before, new))
         if diff.restart_needed:
             log.warning(
                 "config.restart_needed",
@@ -222,6 +244,19 @@ class Service:
         return f"running: {counts['schedules']} schedules, {counts['debouncers']} debouncers"
 
 
+T = TypeVar("T")
+
+
+def _resolving(action: Callable[[], T]) -> T | None:
+    """Run one of the start's or reload's checks for orphaned work; a failure (the database
+    did not answer) is logged, not fatal: the periodic scan and the next start try again."""
+    try:
+        return action()
+    except DBOSException as exc:
+        log.warning("orphans.scan_failed", error=f"{type(exc).__name__}: {exc}")
+        return None
+
+
 def _log_outcome(workflow_id: str, name: str, status: str, error: BaseException | None) -> None:
     if error is None:
         log.info("workflow.completed", workflow_id=workflow_id, workflow=name, status=status)
@@ -243,6 +278,17 @@ def _masked_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _api_base(config: Config, api: Any) -> str | None:
+    """The HTTP API's base URL as clients on this host reach it (for hints in the logs)."""
+    address = getattr(api, "address", None)
+    if not address:
+        return None
+    host = config.http.listen.rsplit(":", 1)[0].strip("[]")
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{address[1]}"
 
 
 def _start_http_api(service: Service) -> Any:

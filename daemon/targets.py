@@ -14,6 +14,7 @@ Python workflow targets (``module:function``) need nothing from here: the config
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,6 +40,7 @@ __all__ = [
     "register_target",
     "run_command",
     "send_webhook",
+    "stop_commands",
     "target_workflow_name",
 ]
 
@@ -47,6 +49,9 @@ OUTPUT_TAIL_LINES = 40
 OUTPUT_TAIL_CHARS = 4000
 _KILL_GRACE_SECONDS = 5.0
 _RESPONSE_TAIL_CHARS = 2000
+# Commands running now, so that a stop can end them (see stop_commands).
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+_RUNNING_LOCK = threading.Lock()
 
 log = get_logger("keeptime.targets")
 
@@ -198,7 +203,13 @@ def run_command(
     )
     reader.start()
     timeout = target.timeout.total_seconds() if target.timeout is not None else None
-    timed_out = _wait_or_kill(process, timeout)
+    with _RUNNING_LOCK:
+        _RUNNING.add(process)
+    try:
+        timed_out = _wait_or_kill(process, timeout)
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(process)
     reader.join(timeout=_KILL_GRACE_SECONDS)
     result = {
         "exit_code": process.returncode,
@@ -216,6 +227,32 @@ def run_command(
             f"output tail: {result['output_tail']!r}"
         )
     return result
+
+
+def stop_commands(grace: float = _KILL_GRACE_SECONDS) -> int:
+    """Stop every command still running (SIGTERM to its process group, SIGKILL after ``grace``
+    seconds); returns how many there were.
+
+    Called once the engine has stopped: a command's step that fails then is not recorded, so
+    its workflow stays PENDING and the command runs again at the next start (a step in flight
+    at a stop runs at least once more). Without this, the daemon would wait for the command
+    to end, however long it takes, before it could exit.
+    """
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for process in running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in running:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+    if running:
+        log.info("command.stopped", commands=len(running), reason="the daemon is stopping")
+    return len(running)
 
 
 def _pump_output(

@@ -13,6 +13,7 @@ import pytest
 from daemon.cli import main
 from daemon.cli_output import format_left
 from daemon.cli_schedules import next_fire_times
+from daemon.engine_setup import DEFAULT_APPLICATION_VERSION
 from engine import DBOS, JsonSerializer, Queue, SetWorkflowID
 from engine.core.cron import CronSchedule
 
@@ -236,7 +237,14 @@ def db_config(db_url: str, tmp_path: Path) -> Iterator[Path]:
         """,
     )
     DBOS.destroy()
-    DBOS(config={"name": "cli-test", "system_database_url": db_url, "serializer": JsonSerializer()})
+    DBOS(
+        config={
+            "name": "cli-test",
+            "system_database_url": db_url,
+            "serializer": JsonSerializer(),
+            "application_version": DEFAULT_APPLICATION_VERSION,  # as a daemon on this config
+        }
+    )
     Queue("cli-test-unserved")
     DBOS.launch()
     with SetWorkflowID("wf-one"):
