@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -17,7 +18,9 @@ from daemon.cli_common import (
 from daemon.cli_output import OutputFormat, format_time_ms, jsonable, print_records
 from daemon.config_check import database_url_with_password
 from daemon.debounce import debounce_by_config
-from engine.error import DBOSNonExistentWorkflowError
+from daemon.engine_setup import application_version
+from engine import DBOSClient
+from engine.error import DBOSException, DBOSNonExistentWorkflowError
 from engine.status import ALL_STATUSES, StepInfo, WorkflowStatus
 
 __all__ = ["add_commands"]
@@ -72,6 +75,11 @@ def _add_workflows(commands: Subcommands[argparse.ArgumentParser], common: Any) 
     listing.add_argument("--name", help="only runs of this workflow")
     listing.add_argument("--queue", help="only runs enqueued on this queue")
     listing.add_argument("--prefix", help="only IDs starting with this, e.g. sched-backup-")
+    listing.add_argument(
+        "--app-version",
+        metavar="V",
+        help="only runs of this application version (see `keeptime workflows get ID`)",
+    )
     listing.add_argument("--limit", type=_positive_int, default=20, help="default 20")
     add_output_option(listing)
     listing.set_defaults(handler=_workflows_list)
@@ -87,6 +95,12 @@ def _add_workflows(commands: Subcommands[argparse.ArgumentParser], common: Any) 
         if action == "fork":
             sub.add_argument(
                 "--step", type=_positive_int, default=1, help="first step to run again (default 1)"
+            )
+            sub.add_argument(
+                "--app-version",
+                metavar="V",
+                help="application version of the new run (default: the original's); a daemon "
+                "of that version runs it",
             )
         add_output_option(sub)
         sub.set_defaults(handler=handler)
@@ -139,13 +153,19 @@ def _workflows_list(args: argparse.Namespace) -> int:
     with client_for(management_config(args)) as client:
         if args.queue:
             found = client.list_queued_workflows(
-                queue_name=args.queue, status=args.status, limit=args.limit, sort_desc=True
+                queue_name=args.queue,
+                status=args.status,
+                limit=None if args.app_version else args.limit,
+                sort_desc=True,
             )
+            if args.app_version:
+                found = [s for s in found if s.app_version == args.app_version][: args.limit]
         else:
             found = client.list_workflows(
                 status=args.status,
                 name=args.name,
                 workflow_id_prefix=args.prefix,
+                app_version=args.app_version,
                 limit=args.limit,
                 sort_desc=True,
             )
@@ -199,17 +219,84 @@ def _workflows_cancel(args: argparse.Namespace) -> int:
 
 
 def _workflows_resume(args: argparse.Namespace) -> int:
-    with client_for(management_config(args)) as client:
+    config = management_config(args)
+    mine = application_version(config)
+    with client_for(config) as client:
+        status = _require_status(client, args.workflow_id)
+        if status.status == "PENDING":
+            raise DBOSException(_pending_hint(client, status, mine, args.config))
         handle = client.resume_workflow(args.workflow_id)
-    _print_one({"workflow_id": handle.workflow_id, "action": "resumed"}, args.output)
+    record: dict[str, Any] = {"workflow_id": handle.workflow_id, "action": "resumed"}
+    if status.app_version is not None and status.app_version != mine:
+        # Resumed work keeps its version: only an executor of that version dequeues it.
+        record["waits_for_app_version"] = status.app_version
+        print(
+            f"keeptime: note: {args.workflow_id} belongs to application version "
+            f"{status.app_version!r} and waits for a daemon of that version; this config runs "
+            f"{mine!r} (to run it there, fork it instead: "
+            f"{_fork_command(client, status, mine, args.config)})",
+            file=sys.stderr,
+        )
+    _print_one(record, args.output)
     return 0
+
+
+def _require_status(client: DBOSClient, workflow_id: str) -> WorkflowStatus:
+    status = client.get_workflow_status(workflow_id)
+    if status is None:
+        raise DBOSNonExistentWorkflowError(
+            f"no workflow with ID {workflow_id!r} (list them with `keeptime workflows list`)"
+        )
+    return status
+
+
+def _fork_command(
+    client: DBOSClient, status: WorkflowStatus, version: str, config: str | None
+) -> str:
+    """The fork that continues a run after its last recorded step, on ``version``."""
+    steps = client.list_workflow_steps(status.workflow_id)
+    next_step = max((s["function_id"] for s in steps), default=0) + 1
+    return (
+        f"keeptime workflows fork{_config_option(config)} {shlex.quote(status.workflow_id)} "
+        f"--step {next_step} --app-version {shlex.quote(version)}"
+    )
+
+
+def _config_option(config: str | None) -> str:
+    return f" -c {shlex.quote(config)}" if config else ""
+
+
+def _pending_hint(client: DBOSClient, status: WorkflowStatus, mine: str, config: str | None) -> str:
+    """Why ``resume`` does nothing to a PENDING run, and what does."""
+    version = status.app_version
+    owner = f"executor {status.executor_id!r}, application version {version!r}"
+    text = (
+        f"workflow {status.workflow_id!r} is PENDING ({owner}): resume restarts only CANCELLED, "
+        "MAX_RECOVERY_ATTEMPTS_EXCEEDED and ENQUEUED runs. A PENDING run resumes by itself when "
+        "its executor runs (or, on PostgreSQL, when a live daemon of its version takes it over)"
+    )
+    if version is not None and version != mine:
+        text += (
+            f". This config runs application version {mine!r}, whose daemons never resume it: "
+            f"continue it as a new run with `{_fork_command(client, status, mine, config)}` (then "
+            f"`keeptime workflows cancel{_config_option(config)} "
+            f"{shlex.quote(status.workflow_id)}`), or cancel it and "
+            "resume it through the running daemon's HTTP API (POST "
+            "/api/v1/workflows/ID/cancel, then /resume), which runs it there on its code"
+        )
+    return text
 
 
 def _workflows_fork(args: argparse.Namespace) -> int:
     with client_for(management_config(args)) as client:
-        handle = client.fork_workflow(args.workflow_id, args.step)
-    record = {"workflow_id": handle.workflow_id, "forked_from": args.workflow_id}
-    _print_one({**record, "start_step": args.step}, args.output)
+        handle = client.fork_workflow(
+            args.workflow_id, args.step, application_version=args.app_version
+        )
+    record: dict[str, Any] = {"workflow_id": handle.workflow_id, "forked_from": args.workflow_id}
+    record["start_step"] = args.step
+    if args.app_version:
+        record["app_version"] = args.app_version
+    _print_one(record, args.output)
     return 0
 
 
