@@ -59,10 +59,17 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 class Worker:
     """One worker process slot (an executor ID), relaunched under the same ID after each kill."""
 
-    def __init__(self, executor_id: str, db_url: str, files: workload.Files) -> None:
+    def __init__(
+        self,
+        executor_id: str,
+        db_url: str,
+        files: workload.Files,
+        mode: str = workload.MODE_KILL9,
+    ) -> None:
         self.executor_id = executor_id
         self.db_url = db_url
         self.files = files
+        self.mode = mode
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -85,6 +92,7 @@ class Worker:
                 self.executor_id,
                 str(generation),
                 str(self.files.folder),
+                self.mode,
             ],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
@@ -150,16 +158,13 @@ class Findings:
     errors: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Summary:
-    backend: str
-    seed: int
-    cycles: int = 0
-    kills: int = 0
-    early_kills: int = 0
-    outages: int = 0
+@dataclass(kw_only=True)
+class Counts:
+    """What the judgement counts (both batteries' summaries extend it)."""
+
     workflows: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
     steps: int = 0
     step_executions: int = 0
     reruns: int = 0
@@ -170,6 +175,16 @@ class Summary:
     debounce_windows: int = 0
     taken_over: int = 0
     queue_executors: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class Summary(Counts):
+    backend: str
+    seed: int
+    cycles: int = 0
+    kills: int = 0
+    early_kills: int = 0
+    outages: int = 0
     wall_seconds: float = 0.0
 
     def line(self) -> str:
@@ -207,9 +222,11 @@ class Battery:
         client = DBOSClient(system_database_url=self.db_url)
         try:
             self._loop(client)
-            cutoff = self._drain(client)
-            self._quit()
-            findings = Judge(self, client, cutoff).judge()
+            cutoff = drain(self.files, client)
+            quit_workers(self.files, self.workers)
+            findings = Judge(
+                self.files, client, cutoff, self.enqueued, self.killed, self.summary
+            ).judge()
         finally:
             for worker in self.workers:
                 worker.close()
@@ -225,7 +242,7 @@ class Battery:
         for worker in self.workers:
             worker.start(self._next_generation())
         for cycle in range(self.cycles):
-            self._enqueue(client, QUEUE_ITEMS_PER_CYCLE)
+            enqueue(client, self.enqueued, QUEUE_ITEMS_PER_CYCLE)
             victim = self.rng.choice(self.workers)
             time.sleep(self.rng.uniform(*KILL_DELAY_RANGE))  # the fault's moment, not a wait
             self.killed.add(victim.kill())
@@ -243,63 +260,75 @@ class Battery:
         """A second kill soon after the restart: mid-import, mid-migration, mid-recovery."""
         victim.spawn(self._next_generation())
         time.sleep(self.rng.uniform(*EARLY_KILL_DELAY_RANGE))  # the fault's moment
-        if victim.alive():
-            self.killed.add(victim.kill())
-            self.summary.early_kills += 1
+        assert victim.alive(), f"worker {victim.executor_id} exited by itself: {victim.tail()}"
+        self.killed.add(victim.kill())
+        self.summary.early_kills += 1
 
-    def _enqueue(self, client: DBOSClient, count: int) -> None:
-        for _ in range(count):
-            item = len(self.enqueued) + 1
-            options: EnqueueOptions = {
-                "queue_name": workload.QUEUE_NAME,
-                "workflow_name": workload.QUEUED,
-                "workflow_id": f"q-{item}",
-                # Without a version, a dequeued run whose worker is killed is never recovered
-                # nor taken over (the claim leaves application_version NULL; recovery and
-                # takeover match it by equality): see test_found_bugs.py.
-                "app_version": workload.APP_VERSION,
-            }
-            client.enqueue(options, item)
-            self.enqueued.append(options["workflow_id"])
 
-    def _drain(self, client: DBOSClient) -> datetime:
-        """Stop new work and wait until everything that matters has finished; returns the cutoff:
-        ticks after it are left out (the schedule keeps firing until the workers exit)."""
-        self.files.stop_feeding.touch()
-        cutoff = datetime.now().astimezone() + timedelta(seconds=1)
+def enqueue(client: DBOSClient, enqueued: list[str], count: int) -> None:
+    """Put ``count`` items on the shared queue through the client; ``enqueued`` gets their IDs."""
+    for _ in range(count):
+        item = len(enqueued) + 1
+        options: EnqueueOptions = {
+            "queue_name": workload.QUEUE_NAME,
+            "workflow_name": workload.QUEUED,
+            # No app_version, as DBOSClient callers usually do: the claim records the
+            # claimant's, so recovery and takeover find the run after a kill.
+            "workflow_id": f"q-{item}",
+        }
+        client.enqueue(options, item)
+        enqueued.append(options["workflow_id"])
 
-        def unfinished() -> list[WorkflowStatus]:
-            rows = client.list_workflows(
-                status=["PENDING", "ENQUEUED"], load_input=False, load_output=False
-            )
-            return [r for r in rows if (workload.tick_of(r.workflow_id) or cutoff) <= cutoff]
 
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        while left := unfinished():
-            if time.monotonic() > deadline:
-                stuck = [(r.workflow_id, r.status, r.executor_id, r.queue_name) for r in left]
-                raise AssertionError(f"work still unfinished after the drain: {stuck[:20]}")
-            time.sleep(0.2)
-        return cutoff
+def drain(files: workload.Files, client: DBOSClient) -> datetime:
+    """Stop new work and wait until everything that matters has finished; returns the cutoff:
+    ticks after it are left out (the schedule keeps firing until the workers exit)."""
+    files.stop_feeding.touch()
+    cutoff = datetime.now().astimezone() + timedelta(seconds=1)
 
-    def _quit(self) -> None:
-        self.files.quit.touch()
-        for worker in self.workers:
-            worker.stop()
+    def unfinished() -> list[WorkflowStatus]:
+        rows = client.list_workflows(
+            status=["PENDING", "ENQUEUED"], load_input=False, load_output=False
+        )
+        return [r for r in rows if (workload.tick_of(r.workflow_id) or cutoff) <= cutoff]
+
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while left := unfinished():
+        if time.monotonic() > deadline:
+            stuck = [(r.workflow_id, r.status, r.executor_id, r.queue_name) for r in left]
+            raise AssertionError(f"work still unfinished after the drain: {stuck[:20]}")
+        time.sleep(0.2)
+    return cutoff
+
+
+def quit_workers(files: workload.Files, workers: list[Worker]) -> None:
+    files.quit.touch()
+    for worker in workers:
+        worker.stop()
 
 
 class Judge:
     """Compares the database with the ledger once the workers have exited."""
 
-    def __init__(self, battery: Battery, client: DBOSClient, cutoff: datetime) -> None:
-        self.battery = battery
+    def __init__(
+        self,
+        files: workload.Files,
+        client: DBOSClient,
+        cutoff: datetime,
+        enqueued: list[str],
+        killed: set[int],
+        counts: Counts,
+    ) -> None:
         self.client = client
         self.cutoff = cutoff
-        self.summary = battery.summary
-        self.records = read_ledger(battery.files.ledger)
+        self.enqueued = enqueued
+        self.killed = killed
+        self.summary = counts
+        self.records = read_ledger(files.ledger)
         self.attempts = attempts_from(self.records)
         self.attempt_by_id = {a.attempt: a for a in self.attempts}
         self.findings = Findings()
+        self.ticks: list[datetime] = []  # the nominal ticks of the judged tick runs, in order
 
     def judge(self) -> Findings:
         rows = self._rows_in_scope()
@@ -326,6 +355,7 @@ class Judge:
             rows[status.workflow_id] = status
         self.summary.workflows = len(rows)
         self.summary.by_kind = dict(Counter(str(s.name) for s in rows.values()))
+        self.summary.statuses = dict(Counter(str(s.status) for s in rows.values()))
         return rows
 
     def _check_outputs(self, rows: dict[str, WorkflowStatus]) -> None:
@@ -333,12 +363,12 @@ class Judge:
             if status.status != "SUCCESS":
                 self.findings.wrong.append(f"{wf}: ended {status.status} ({status.error!r})")
                 continue
-            expected = workload.expected_output(str(status.name), tuple(status.input["args"]))
+            expected = workload.expected_output(str(status.name), _args(status))
             if status.output != expected:
                 self.findings.wrong.append(f"{wf}: output {status.output!r}, want {expected!r}")
 
     def _check_acknowledged(self, rows: dict[str, WorkflowStatus]) -> None:
-        acknowledged = set(self.battery.enqueued)
+        acknowledged = set(self.enqueued)
         acknowledged |= {r["wf"] for r in self.records if r.get("ev") in ("started", "deb_ok")}
         for wf in sorted(acknowledged):
             status = rows.get(wf)
@@ -357,7 +387,7 @@ class Judge:
                 outputs[key] = (step["function_name"], step["output"])
                 if isinstance(step["output"], dict) and "att" in step["output"]:
                     recorded_attempts[key] = step["output"]["att"]
-        verdict = judge_steps(self.attempts, recorded_attempts, self.battery.killed)
+        verdict = judge_steps(self.attempts, recorded_attempts, self.killed)
         self.findings.duplicates.extend(verdict.duplicates)
         self.findings.unexplained.extend(verdict.unexplained)
         self.summary.steps = verdict.steps
@@ -398,7 +428,7 @@ class Judge:
             status = rows.get(wf)
             if status is None or status.status != "SUCCESS":
                 continue  # reported as lost
-            got_key, got_value = status.input["args"]
+            got_key, got_value = _args(status)
             if got_key != key or got_value < newest or got_value not in tried[key]:
                 self.findings.debounce.append(
                     f"{wf}: ran with ({got_key}, {got_value}); the window's key is {key} and "
@@ -407,6 +437,7 @@ class Judge:
 
     def _count_ticks(self, rows: dict[str, WorkflowStatus]) -> None:
         ticks = sorted(t for wf in rows if (t := workload.tick_of(wf)) is not None)
+        self.ticks = ticks
         self.summary.ticks = len(ticks)
         if ticks:
             span = int((ticks[-1] - ticks[0]).total_seconds()) + 1
@@ -418,6 +449,11 @@ class Judge:
         self.summary.taken_over = sum(
             1
             for wf, s in rows.items()
-            if s.name in (workload.CHAIN, workload.SLEEPER)
+            if s.name in (workload.CHAIN, workload.SLEEPER, workload.PULSE)
             and not wf.startswith(f"{s.executor_id}-")
         )
+
+
+def _args(status: WorkflowStatus) -> tuple[Any, ...]:
+    assert status.input is not None, f"{status.workflow_id}: no input loaded"
+    return tuple(status.input["args"])

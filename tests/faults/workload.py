@@ -22,7 +22,15 @@ SLEEPER = "fault_sleeper"
 QUEUED = "fault_queued"
 TICK = "fault_tick"
 DEBOUNCED = "fault_debounced"
-KINDS = (CHAIN, SLEEPER, QUEUED, TICK, DEBOUNCED)
+# Only in the outage mode: always some running per worker (steps with short durable sleeps),
+# so that each outage finds work in flight on both workers.
+PULSE = "fault_pulse"
+KINDS = (CHAIN, SLEEPER, QUEUED, TICK, DEBOUNCED, PULSE)
+
+# What a worker process runs: the kill -9 battery's workload, or the same plus pulses, with
+# feeders that outlast database outages (tests/faults/outages.py).
+MODE_KILL9 = "kill9"
+MODE_OUTAGES = "outages"
 
 TICK_PREFIX = f"sched-{TICK}-"
 DEBOUNCE_PERIOD_SEC = 0.4
@@ -48,7 +56,7 @@ class Files:
 
 def expected_output(name: str, args: tuple[Any, ...]) -> Any:
     """The output a SUCCESS run of workflow ``name`` with positional ``args`` must have."""
-    if name == CHAIN:
+    if name in (CHAIN, PULSE):
         steps, base = args
         return sum(base + i for i in range(steps))
     if name == SLEEPER:
