@@ -209,7 +209,7 @@ def test_restart_after_config_and_code_edits_resumes_runs_in_flight(
     held_seen: list[int] = []
 
     def sample_held() -> None:
-        held_seen.append(sum(1 for s in _runs(client, "x", "ENQUEUED")))
+        held_seen.append(_held(client))
 
     try:
         started = time.monotonic()
@@ -247,13 +247,26 @@ def test_restart_after_config_and_code_edits_resumes_runs_in_flight(
             finished = max(ends)
             print(
                 f"\n[{overlap}] second daemon ready in {ready_seconds:.2f} s; run in flight "
-                f"resumed and finished {finished - stopped_at:.2f} s after the stop"
+                f"resumed and finished {finished - stopped_at:.2f} s after the stop; after the "
+                f"start, recovery took {_after_start(second, 'recovered'):.3f} s and y's run "
+                f"was cancelled after {_after_start(second, 'workflow.orphaned'):.3f} s"
             )
-            _check_policy(overlap, client, workdir, in_flight, stopped_at, finished, sample_held)
+            _check_policy(overlap, client, workdir, in_flight, stopped_at, finished, held_seen)
             if overlap in ("buffer_one", "buffer_all"):
                 print(f"[{overlap}] held ticks seen: max {max(held_seen, default=0)}")
     finally:
         _stop(second)
+
+
+def _after_start(daemon: DaemonProcess, event_prefix: str) -> float:
+    """Seconds from ``daemon.starting`` to the first log line whose event starts so."""
+
+    def at(record: dict[str, Any]) -> float:
+        return datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
+
+    events = daemon.events()
+    start = at(next(e for e in events if e["event"] == "daemon.starting"))
+    return at(next(e for e in events if str(e["event"]).startswith(event_prefix))) - start
 
 
 def _later_runs(client: DBOSClient, in_flight: list[str], after: float) -> list[WorkflowStatus]:
@@ -271,7 +284,7 @@ def _check_policy(
     in_flight: list[str],
     stopped_at: float,
     finished: float,
-    sample_held: Callable[[], None],
+    held_seen: list[int],
 ) -> None:
     """x goes on firing as its policy says, once its resumed run finished at ``finished``."""
 
@@ -298,13 +311,13 @@ def _check_policy(
         # A tick that came during the resumed run waited for it, then ran (not alongside it).
         assert _tick(nxt.workflow_id) < finished
         assert next_start >= finished - 0.05
-        held = []
-        _poll_until(1.5, "", lambda: len(held) >= 10, lambda: held.append(_held(client)))
+        for _ in range(10):
+            held_seen.append(_held(client))
+            time.sleep(0.1)
         if overlap == "buffer_one":
-            assert max(held) <= 1
+            assert max(held_seen) <= 1, "buffer_one keeps at most one tick waiting"
         else:
-            assert max(held) >= 2, "buffer_all keeps every tick that comes during a run"
-        sample_held()
+            assert max(held_seen) >= 2, "buffer_all keeps every tick that comes during a run"
     elif overlap == "allow":
         # Ticks during the resumed run started at once, alongside it.
         during = [t for t in new_ticks if t < finished - 1.5]
@@ -422,8 +435,8 @@ def test_runs_of_another_version_are_reported_listed_and_can_be_acted_on(
 ) -> None:
     port = free_port()
     config = workdir / "keeptime.toml"
-    x_allow = _schedule("x", X_TARGET, "allow")
-    config.write_text(_engine(db_url, port, "v1") + x_allow)
+    schedules = _schedule("x", X_TARGET, "allow") + _schedule("s", X_TARGET, "skip")
+    config.write_text(_engine(db_url, port, "v1") + schedules)
     first = DaemonProcess(config, workdir / "first.log")
     try:
         first.wait_ready()
@@ -432,13 +445,20 @@ def test_runs_of_another_version_are_reported_listed_and_can_be_acted_on(
             30,
             "three runs of x in flight",
         )
+        wait_for(
+            lambda: [r for r in _runs(client, "s", "PENDING") if _marks_of(workdir, r)],
+            30,
+            "a run of s in flight",
+        )
     finally:
         _stop(first)
     stopped_at = time.time()
     old = sorted(s.workflow_id for s in _runs(client, "x", "PENDING"))
-    assert {s.app_version for s in _runs(client, "x", "PENDING")} == {"v1"}
+    (s_old,) = [s.workflow_id for s in _runs(client, "s", "PENDING")]
+    pending = _runs(client, "x", "PENDING") + _runs(client, "s", "PENDING")
+    assert {s.app_version for s in pending} == {"v1"}
 
-    config.write_text(_engine(db_url, port, "v2") + x_allow)
+    config.write_text(_engine(db_url, port, "v2") + schedules)
     second = DaemonProcess(config, workdir / "second.log")
     try:
         second.wait_ready()
@@ -446,7 +466,7 @@ def test_runs_of_another_version_are_reported_listed_and_can_be_acted_on(
         (warning,) = second.events("workflows.other_versions")
         assert warning["level"] == "warning"
         assert warning["application_version"] == "v2"
-        assert warning["versions"] == {"v1": len(old)}
+        assert warning["versions"] == {"v1": len(old) + 1}
         assert (
             f"keeptime workflows list -c {config} --app-version v1" in (warning["list_commands"][0])
         )
@@ -456,13 +476,22 @@ def test_runs_of_another_version_are_reported_listed_and_can_be_acted_on(
         ]
         assert any("--app-version v2" in c for c in warning["act_commands"])
 
-        # v2 never waits on them: x keeps firing (allow never looks; the others would not wait).
+        # v2 never waits on them: s (skip) fires although its v1 run is still PENDING, and the
+        # scheduler says why (its record's extra fields are keys of the JSON line).
+        wait_for(
+            lambda: [r for r in _runs(client, "s") if r.app_version == "v2"],
+            30,
+            "a run of s on v2",
+        )
+        not_waiting = [e for e in second.events() if e.get("workflow_id") == s_old]
+        assert not_waiting and "application version 'v1'" in not_waiting[0]["reason"]
+        assert not_waiting[0]["schedule"] == "s" and not_waiting[0]["level"] == "warning"
         wait_for(
             lambda: [s for s in _runs(client, "x", "SUCCESS") if s.app_version == "v2"],
             SLEEP_SECONDS + 20,
             "a run of x on v2",
         )
-        for run in old:
+        for run in [*old, s_old]:
             assert _status(client, run) == "PENDING", "v2 resumed a run of v1"
 
         # The CLI lists them by version.
@@ -470,7 +499,7 @@ def test_runs_of_another_version_are_reported_listed_and_can_be_acted_on(
         out, err = capsys.readouterr()
         assert code == 0, err
         listed = {r["workflow_id"] for r in json.loads(out) if r["status"] == "PENDING"}
-        assert listed == set(old)
+        assert listed == {*old, s_old}
         code = main(["workflows", "list", "-c", str(config), "--app-version", "v9"])
         out, _ = capsys.readouterr()
         assert code == 0 and old[0] not in out
@@ -478,7 +507,7 @@ def test_runs_of_another_version_are_reported_listed_and_can_be_acted_on(
         # So does the HTTP API.
         query = urllib.parse.urlencode([("app_version", "v1"), ("status", "PENDING")])
         body = _http("GET", port, f"/api/v1/workflows?{query}")
-        assert {w["workflow_id"] for w in body["workflows"]} == set(old)
+        assert {w["workflow_id"] for w in body["workflows"]} == {*old, s_old}
 
         # A PENDING run of v1: the CLI's resume says why it does nothing and what does.
         code = main(["workflows", "resume", "-c", str(config), old[0]])
@@ -506,10 +535,10 @@ def test_runs_of_another_version_are_reported_listed_and_can_be_acted_on(
         assert len(_marked(workdir, forked, "end")) == 1
 
         # Cancel the rest from the CLI.
-        for run in old[1:]:
+        for run in [*old[1:], s_old]:
             assert main(["workflows", "cancel", "-c", str(config), run]) == 0
         capsys.readouterr()
-        assert {_status(client, r) for r in old[1:]} == {"CANCELLED"}
+        assert {_status(client, r) for r in [*old[1:], s_old]} == {"CANCELLED"}
         print(f"\nother versions: {len(old)} v1 runs left at the stop {stopped_at:.0f}")
     finally:
         _stop(second)
