@@ -14,6 +14,7 @@ Waits poll conditions with deadlines; times come from the marks the job writes a
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 import time
@@ -64,7 +65,8 @@ def slow_tick(scheduled_time, actual_time):
 Y_COMMAND = [
     sys.executable,
     "-c",
-    "import pathlib, time; pathlib.Path('y-started').touch(); time.sleep(120)",
+    "import os, pathlib, time; pathlib.Path('y-started').write_text(str(os.getpid())); "
+    "time.sleep(120)",
 ]
 
 
@@ -192,10 +194,16 @@ def test_restart_after_config_and_code_edits_resumes_runs_in_flight(
     try:
         first.wait_ready()
         _first_run_in_flight(client, workdir)
-        wait_for(lambda: (workdir / "y-started").exists(), 30, "y's command to start")
+        y_pid = workdir / "y-started"
+        wait_for(lambda: y_pid.exists() and y_pid.read_text(), 30, "y's command to start")
+        stop_began = time.monotonic()
     finally:
         _stop(first)
     stopped_at = time.time()
+    # The stop ended y's command instead of waiting for it (it would sleep for two minutes).
+    assert time.monotonic() - stop_began < 20
+    assert first.events("command.stopped")[0]["commands"] == 1
+    _assert_gone(int(y_pid.read_text()))
     in_flight = [s.workflow_id for s in _runs(client, "x", "PENDING")]
     (y_run,) = [s.workflow_id for s in _runs(client, "y", "PENDING")]
     assert in_flight, "x had no run in flight at the stop"
@@ -267,6 +275,17 @@ def _after_start(daemon: DaemonProcess, event_prefix: str) -> float:
     events = daemon.events()
     start = at(next(e for e in events if e["event"] == "daemon.starting"))
     return at(next(e for e in events if str(e["event"]).startswith(event_prefix))) - start
+
+
+def _assert_gone(pid: int) -> None:
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(gone, 10, f"the command's process {pid} to end")
 
 
 def _later_runs(client: DBOSClient, in_flight: list[str], after: float) -> list[WorkflowStatus]:
