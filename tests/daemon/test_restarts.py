@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import textwrap
 import time
@@ -583,3 +584,31 @@ def test_the_fixed_default_version_applies_only_without_an_explicit_one(tmp_path
     assert dbos_config(plain)["application_version"] == DEFAULT_APPLICATION_VERSION == "keeptime"
     explicit = parse_config('[engine]\napplication_version = "v7"\n', path, check_files=False)
     assert dbos_config(explicit)["application_version"] == "v7"
+
+
+def test_reload_that_removes_a_schedule_cancels_its_held_ticks(
+    db_url: str, workdir: Path, client: DBOSClient
+) -> None:
+    port = free_port()
+    config = workdir / "keeptime.toml"
+    config.write_text(_engine(db_url, port) + _schedule("buffered", X_TARGET, "buffer_all"))
+    daemon = DaemonProcess(config, workdir / "daemon.log")
+    try:
+        daemon.wait_ready()
+        wait_for(lambda: len(_runs(client, "buffered", "ENQUEUED")) >= 2, 30, "two held ticks")
+        (running,) = [s.workflow_id for s in _runs(client, "buffered", "PENDING")]
+        held = [s.workflow_id for s in _runs(client, "buffered", "ENQUEUED")]
+        config.write_text(_engine(db_url, port))
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: daemon.events("config.reloaded"), 30, "config.reloaded")
+        wait_for(
+            lambda: not _runs(client, "buffered", "ENQUEUED"), 30, "the held ticks to be cancelled"
+        )
+        logged = {e["workflow_id"] for e in daemon.events("workflow.orphaned")}
+        cancelled = {s.workflow_id for s in _runs(client, "buffered", "CANCELLED")}
+        assert len(held) >= 2 and set(held) <= cancelled <= logged
+        # The run that was going when the schedule was removed finishes in this process.
+        wait_for(lambda: _status(client, running) == "SUCCESS", 30, "the running tick to end")
+        assert running not in logged
+    finally:
+        _stop(daemon)
