@@ -1,7 +1,8 @@
-"""Bugs the fault battery found outside the battery's own files, pinned as strict xfails.
+"""Bugs the fault batteries found outside their own files, one test each (docs/testing.md).
 
-Each test reproduces one finding in a few seconds. When the bug is fixed the test passes, the
-strict xfail turns that into a failure, and the marker must go: the test then guards the fix.
+Each test reproduces one finding in a few seconds. While the bug is open the test is a strict
+xfail; when it is fixed the test passes, the strict xfail turns that into a failure, and the
+marker must go: the test then guards the fix.
 """
 
 from __future__ import annotations
