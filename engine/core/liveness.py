@@ -132,9 +132,12 @@ class LivenessObserver:
     heartbeat has not moved for ``executor_timeout_sec`` of continuous watching. Continuous
     means no gap longer than ``max_gap_sec`` between two passes: after one (a database outage,
     a stalled or suspended process) everything seen before is forgotten, because nobody could
-    beat while we could not look. A heartbeat already older than the timeout by the wall clock
-    (a process that died long before we started, or died during the outage) needs only
-    ``confirm_sec`` of watching: long enough for a live executor to beat once more.
+    beat while we could not look.
+
+    In the first watch after launch, a heartbeat already older than the timeout by the wall
+    clock (a process that died before we started) needs only ``confirm_sec`` of watching: long
+    enough for a live executor to beat once more. After a gap it needs the whole timeout again:
+    every heartbeat is old then, and a live executor may be slow to reconnect.
     """
 
     def __init__(self, executor_timeout_sec: float, confirm_sec: float, max_gap_sec: float):
@@ -143,6 +146,7 @@ class LivenessObserver:
         self.max_gap = max_gap_sec
         self._seen: dict[str, _Sighting] = {}
         self._last_pass: float | None = None
+        self._had_gap = False  # a gap ends the first watch: old heartbeats prove nothing then
 
     def observe(
         self,
@@ -156,6 +160,7 @@ class LivenessObserver:
         whose process the kernel says is gone (dead at once, no watching needed)."""
         if self._last_pass is not None and now - self._last_pass > self.max_gap:
             self._seen.clear()
+            self._had_gap = True
         self._last_pass = now
         present = {r.executor_id for r in records}
         for gone in set(self._seen) - present:
@@ -168,6 +173,7 @@ class LivenessObserver:
         """A pass failed (the database is unreachable): the next one starts a new watch."""
         self._seen.clear()
         self._last_pass = None
+        self._had_gap = True
 
     def _dead(self, record: ExecutorRecord, now: float, now_ms: int) -> bool:
         seen = self._seen.get(record.executor_id)
@@ -176,4 +182,5 @@ class LivenessObserver:
             seen = self._seen[record.executor_id]
         watched = now - seen.since
         long_silent = now_ms - record.last_heartbeat_ms > self.timeout * 1000
-        return watched >= (self.confirm if long_silent else self.timeout)
+        shortcut = long_silent and not self._had_gap
+        return watched >= (self.confirm if shortcut else self.timeout)
