@@ -154,11 +154,17 @@ class LivenessObserver:
         now: float,
         now_ms: int,
         exited: frozenset[str] = frozenset(),
+        outage_ended: float | None = None,
     ) -> list[str]:
         """The executors among ``records`` that are dead. ``now`` is our monotonic clock,
         ``now_ms`` the wall clock the heartbeats were written with; ``exited`` names executors
-        whose process the kernel says is gone (dead at once, no watching needed)."""
-        if self._last_pass is not None and now - self._last_pass > self.max_gap:
+        whose process the kernel says is gone (dead at once, no watching needed);
+        ``outage_ended`` is when (monotonic) the last database outage this process noticed
+        ended: one since the previous pass is a gap too, even if this pass came on time."""
+        gap = self._last_pass is not None and now - self._last_pass > self.max_gap
+        if outage_ended is not None and (self._last_pass is None or outage_ended > self._last_pass):
+            gap = True
+        if gap:
             self._seen.clear()
             self._had_gap = True
         self._last_pass = now

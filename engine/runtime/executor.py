@@ -644,7 +644,9 @@ class Runtime:
         me = this_process()
         others = self.executors.others(self.executor_id)
         exited = frozenset(r.executor_id for r in others if holder_process_runs(r, me) is False)
-        dead = self._liveness.observe(others, time.monotonic(), self.now_ms(), exited)
+        dead = self._liveness.observe(
+            others, time.monotonic(), self.now_ms(), exited, self.db.last_outage_ended()
+        )
         by_id = {r.executor_id: r for r in others}
         for executor_id in dead:
             self._take_over(by_id[executor_id])

@@ -284,6 +284,10 @@ class Database:
         with self.read() as conn:
             conn.execute(text("SELECT 1"))
 
+    def last_outage_ended(self) -> float | None:
+        """When (``time.monotonic()``) the last outage this process noticed ended; None if none."""
+        return self._outage.ended_at
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -498,6 +502,7 @@ class _OutageLog:
         self._masked_url = masked_url
         self._lock = threading.Lock()
         self._since: float | None = None
+        self.ended_at: float | None = None
 
     def noticed(self, exc: DBOSStorageError) -> None:
         with self._lock:
@@ -517,6 +522,7 @@ class _OutageLog:
         with self._lock:
             since, self._since = self._since, None
         if since is not None:
+            self.ended_at = time.monotonic()
             logger.info(
                 "database %s is back after %.1f s; paused work continues",
                 self._masked_url,

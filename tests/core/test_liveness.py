@@ -176,3 +176,26 @@ def test_rows_that_disappear_are_forgotten() -> None:
     for t in range(5, 30, 5):
         assert w.dead(t, beat_at(0, "a")) == []
     assert w.dead(30, beat_at(0, "a"), beat_at(0, "b")) == ["a"], "b's watch began at 30"
+
+
+def test_an_outage_noticed_before_the_first_watch_disables_the_shortcut() -> None:
+    """Launched, then the database went down before our first look: every heartbeat is old
+    when we first look, and live executors may be slow to reconnect."""
+    w = Watch(confirm=8.5)
+    row = beat_at(-60)
+    for t in range(0, 30, 5):
+        got = w.observer.observe([row], t, NOW_MS + t * 1000, outage_ended=-0.5)
+        assert got == [], f"no shortcut at {t} s"
+    assert w.observer.observe([row], 30, NOW_MS + 30_000, outage_ended=-0.5) == ["x"]
+
+
+def test_an_outage_between_two_passes_on_time_restarts_the_watch() -> None:
+    w = Watch()
+    row = beat_at(0)
+    assert w.observer.observe([row], 0, NOW_MS) == []
+    assert w.observer.observe([row], 5, NOW_MS + 5_000) == []
+    # A short outage ended at 7; the pass at 10 is on time but the watch starts over.
+    assert w.observer.observe([row], 10, NOW_MS + 10_000, outage_ended=7) == []
+    for t in range(15, 40, 5):
+        assert w.observer.observe([row], t, NOW_MS + t * 1000, outage_ended=7) == []
+    assert w.observer.observe([row], 40, NOW_MS + 40_000, outage_ended=7) == ["x"]
