@@ -548,8 +548,8 @@ class Runtime:
     ) -> bool:
         """Run a PENDING workflow from its row, replaying recorded steps (``recorded``, when the
         caller loaded them already). False if its function or instance is unknown here."""
-        fn = REGISTRY.find(row.name)
-        if fn is None or fn.kind != "workflow":
+        fn = REGISTRY.find_workflow(row.name)
+        if fn is None:
             logger.warning(
                 "cannot run workflow %s: no workflow named %r is registered in this process",
                 row.workflow_uuid,
@@ -687,7 +687,7 @@ class Runtime:
             )
 
     def _restart(self, row: WorkflowRow) -> bool:
-        fn = REGISTRY.find(row.name)
+        fn = REGISTRY.find_workflow(row.name)
         limit = fn.max_recovery_attempts if fn is not None else None
         current = self.store.start_recovery_attempt(row.workflow_uuid, self.executor_id, limit)
         if current is None or current.status != "PENDING":

@@ -207,21 +207,10 @@ class UnrecoverableWorkflow:
     reason: str
 
 
-#: Names of the one-step workflows that run an enqueued step (engine.runtime.hooks).
-STEP_WORKFLOW_PREFIX = "<temp>."
-
-
 def missing_code(row: WorkflowRow) -> str | None:
     """Why this process cannot run the workflow of ``row`` (None: it can). The checks of
     ``Runtime.execute_existing``, so what this reports is what recovery leaves PENDING."""
-    fn = REGISTRY.find(row.name)
-    if fn is None and row.name.startswith(STEP_WORKFLOW_PREFIX):
-        # An enqueued bare step: the queue worker builds its one-step workflow when it claims
-        # it, so a registered step is runnable (and the claim may be under way right now).
-        fn = REGISTRY.find(row.name[len(STEP_WORKFLOW_PREFIX) :])
-        if fn is not None and fn.kind == "step":
-            return None
-    if fn is None or fn.kind != "workflow":
+    if REGISTRY.find_workflow(row.name) is None:
         return f"no workflow named {row.name!r} is registered in this process"
     class_name, config_name = row.class_name, row.config_name
     if class_name is None or config_name is None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from engine.runtime.registry import REGISTRY
+from engine.runtime.registry import REGISTRY, STEP_WORKFLOW_PREFIX
 from engine.runtime.wakeups import Waiter
 from engine.storage.database import OUTAGE_ERRORS, waiting_out_outages
 from engine.storage.migrations import QUEUE_WAKEUP_PREFIX
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("keeptime.engine")
 #: Wake-ups within this long of the last poll wait out the rest of it (see _coalesce_wakeups).
 WAKEUP_COALESCE_SECONDS = 0.005
-_STEP_WORKFLOW_PREFIX = "<temp>."  # see engine.runtime.hooks.step_as_workflow
 _wakeups: dict[int, threading.Event] = {}
 
 
@@ -171,7 +170,6 @@ class QueueWorker:
         return sum(1 for row in result.rows if self._start(row, recorded[row.workflow_uuid]))
 
     def _start(self, row: WorkflowRow, recorded: dict[int, StepRecord]) -> bool:
-        _register_step_workflow(row.name)
         try:
             self.running.add(row.workflow_uuid)
             if self.runtime.execute_existing(row, recorded):
@@ -194,16 +192,5 @@ class QueueWorker:
 def runnable_names() -> list[str]:
     """Workflow names this process can run (enqueued steps run as ``<temp>.`` workflows)."""
     names = set(REGISTRY.workflow_names())
-    names.update(_STEP_WORKFLOW_PREFIX + step for step in REGISTRY.step_names())
+    names.update(STEP_WORKFLOW_PREFIX + step for step in REGISTRY.step_names())
     return sorted(names)
-
-
-def _register_step_workflow(name: str) -> None:
-    """A bare step enqueued by another process runs here as the same one-step workflow."""
-    if not name.startswith(_STEP_WORKFLOW_PREFIX) or REGISTRY.find(name) is not None:
-        return
-    step = REGISTRY.find(name[len(_STEP_WORKFLOW_PREFIX) :])
-    if step is not None and step.kind == "step":
-        from engine.runtime.hooks import step_as_workflow
-
-        step_as_workflow(step)

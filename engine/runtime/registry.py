@@ -6,6 +6,7 @@ destroys and recreates DBOS must still find the functions it decorated earlier.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from typing import Any, Literal
 from engine.error import DBOSWorkflowFunctionNotFoundError
 
 FunctionKind = Literal["workflow", "step", "transaction"]
+#: Names of the one-step workflows that run a started or enqueued bare step.
+STEP_WORKFLOW_PREFIX = "<temp>."
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,37 @@ class Registry:
     def find(self, name: str) -> RegisteredFunction | None:
         with self._lock:
             return self._functions.get(name)
+
+    def find_workflow(self, name: str) -> RegisteredFunction | None:
+        """The workflow called ``name``, if this process can run it. A ``<temp>.`` name (a bare
+        step started or enqueued, maybe by another process) gets its one-step workflow built
+        here when the step is registered, so recovery and takeover find it too."""
+        fn = self.find(name)
+        if fn is None and name.startswith(STEP_WORKFLOW_PREFIX):
+            step = self.find(name[len(STEP_WORKFLOW_PREFIX) :])
+            if step is not None and step.kind == "step":
+                fn = self.step_workflow(step)
+        return fn if fn is not None and fn.kind == "workflow" else None
+
+    def step_workflow(self, step: RegisteredFunction) -> RegisteredFunction:
+        """The one-step workflow that runs ``step`` when it is started or enqueued by itself."""
+        name = STEP_WORKFLOW_PREFIX + step.name
+        with self._lock:
+            existing = self._functions.get(name)
+        if existing is not None:
+            return existing
+        assert step.wrapper is not None
+        wrapper = step.wrapper
+
+        @functools.wraps(step.func)
+        def run_step(*args: Any, **kwargs: Any) -> Any:
+            return wrapper(*args, **kwargs)
+
+        fn = RegisteredFunction(
+            name=name, kind="workflow", func=run_step, is_async=step.is_async, class_name=None
+        )
+        with self._lock:
+            return self._functions.setdefault(name, fn)
 
     def require_workflow(self, name: str) -> RegisteredFunction:
         fn = self.find(name)

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from engine import DBOS, JsonSerializer, SetWorkflowID
-from engine.runtime.management import STEP_WORKFLOW_PREFIX
+from engine.runtime.registry import STEP_WORKFLOW_PREFIX
 
 IDS = ("gone", "temp-step", "no-instance", "other-version", "held-old", "queued-old", "fine")
 

@@ -7,10 +7,14 @@ inputs and outputs loaded independently when listing. On SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -238,3 +242,64 @@ def test_list_queued_workflows_load_input(dbos: None, db_url: str) -> None:
         client.destroy()
     release.set()
     assert handle.get_result() == "released"
+
+
+# -- 3. an enqueued bare step survives its process -----------------------------------------------
+
+BARE_STEP_APP = """
+import os, sys, time
+from engine import DBOS, Queue
+
+url, ledger, mode = sys.argv[1:4]
+bare_queue = Queue("bare_q")
+
+
+@DBOS.step()
+def bare_sleepy_step(path):
+    with open(path, "a") as out:
+        out.write("run\\n")
+        out.flush()
+        os.fsync(out.fileno())
+    with open(path) as seen:
+        if seen.read().count("run") == 1:
+            time.sleep(120)  # the first run is killed here
+    return "done"
+
+
+DBOS(config={"name": "bare", "system_database_url": url, "executor_id": "bare-exec"})
+DBOS.launch()
+if mode == "enqueue":
+    bare_queue.enqueue(bare_sleepy_step, ledger)
+while True:
+    time.sleep(1)
+"""
+
+
+@pytest.mark.slow
+def test_an_enqueued_bare_step_is_recovered_after_a_crash(db_url: str, tmp_path: Path) -> None:
+    """A step enqueued by itself runs as a one-step workflow that only existed in the process
+    that claimed it; after a crash, recovery in a fresh process must build it again."""
+    app, ledger = tmp_path / "bare_app.py", tmp_path / "ledger.txt"
+    app.write_text(BARE_STEP_APP)
+
+    def spawn(mode: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        return subprocess.Popen([sys.executable, str(app), db_url, str(ledger), mode], env=env)
+
+    first = spawn("enqueue")
+    second: subprocess.Popen[bytes] | None = None
+    client = DBOSClient(system_database_url=db_url)
+    try:
+        _wait_for(lambda: ledger.exists() and ledger.read_text().count("run") == 1, "the run")
+        first.kill()
+        first.wait(10)
+        second = spawn("recover")
+        (run,) = client.list_workflows(name="<temp>.bare_sleepy_step")
+        assert client.retrieve_workflow(run.workflow_id).get_result() == "done"
+        assert ledger.read_text().count("run") == 2, "run again once, after the crash"
+    finally:
+        client.destroy()
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
