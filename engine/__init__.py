@@ -11,6 +11,7 @@ from engine.runtime.context import SetEnqueueOptions, SetWorkflowID, SetWorkflow
 from engine.serialization import JsonSerializer, PickleSerializer, Serializer
 from engine.status import StepInfo, WorkflowStatus, WorkflowStatusString
 
+# The public API, pinned by tests/engine/test_public_api.py: changing it is an API change.
 __all__ = [
     "DBOS",
     "DBOSClient",

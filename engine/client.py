@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 
 
 class EnqueueOptions(TypedDict, total=False):
+    """What ``DBOSClient.enqueue`` needs to know about the workflow, as the client has no code.
+
+    ``queue_name`` and ``workflow_name`` (the registered name: by default the function's
+    ``__qualname__``) are required. ``workflow_id``, ``workflow_timeout`` (seconds, from dequeue),
+    ``deduplication_id``, ``priority`` and ``queue_partition_key`` are those of ``SetWorkflowID``,
+    ``SetWorkflowTimeout`` and ``SetEnqueueOptions``; ``app_version`` tags the workflow for the
+    executors of that version.
+    """
+
     queue_name: str
     workflow_name: str
     workflow_id: str
@@ -37,7 +46,13 @@ class EnqueueOptions(TypedDict, total=False):
 
 
 class DBOSClient:
-    """Talks to an application's system database directly. Runs no workflows itself."""
+    """Manages and feeds an application's workflows through its system database, from a process that
+    runs none (an API server, a script, the daemon).
+
+    ``system_database_url`` (or ``database_url``) is the application's system database; it is
+    migrated when the client is created. ``serializer`` must be the application's (default: pickle).
+    Call ``destroy()`` when done.
+    """
 
     def __init__(
         self,
@@ -65,9 +80,12 @@ class DBOSClient:
         self.stopping = threading.Event()
 
     def now_ms(self) -> int:
+        """The client's clock in epoch milliseconds. Keeptime: read by the storage and messaging
+        helpers the client shares with the runtime."""
         return int(self.clock() * 1000)
 
     def destroy(self) -> None:
+        """Close the client's database connections and end its waits."""
         self.stopping.set()
         self.db.dispose()
 
@@ -76,12 +94,24 @@ class DBOSClient:
         return cast("Runtime", self)
 
     def wait_result(self, workflow_id: str, timeout: float | None = None) -> Any:
+        """Block until the workflow ends and return its result or raise its error (what the client's
+        handles call).
+
+        Raises TimeoutError if ``timeout`` seconds pass first, and DBOSNonExistentWorkflowError for
+        an unknown ID.
+        """
         results.wait_done(self.store, workflow_id, self.stopping, timeout=timeout)
         return results.stored_outcome(self.store, self.codec, workflow_id)
 
     # -- enqueueing --------------------------------------------------------------------------------
 
     def enqueue(self, options: EnqueueOptions, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
+        """Enqueue the workflow named in ``options`` with ``args`` and ``kwargs``; returns its
+        handle. An executor serving the queue runs it.
+
+        Raises DBOSInvalidArgumentError for a missing name or a bad ``workflow_timeout``, and
+        DBOSQueueDeduplicatedError if the deduplication ID is in use on the queue.
+        """
         row = self._enqueue_row(options, args, kwargs)
         self.store.insert_workflow(row)
         return WorkflowHandle(self._as_runtime(), row.workflow_uuid)
@@ -89,6 +119,7 @@ class DBOSClient:
     async def enqueue_async(
         self, options: EnqueueOptions, *args: Any, **kwargs: Any
     ) -> WorkflowHandleAsync[Any]:
+        """Async ``enqueue``; returns a ``WorkflowHandleAsync``."""
         handle = await asyncio.to_thread(lambda: self.enqueue(options, *args, **kwargs))
         return WorkflowHandleAsync(self._as_runtime(), handle.workflow_id)
 
@@ -124,10 +155,13 @@ class DBOSClient:
     # -- handles and messages ----------------------------------------------------------------------
 
     def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """A handle to the workflow ``workflow_id``; raises DBOSNonExistentWorkflowError if it does
+        not exist."""
         management.require_row(self._as_runtime(), workflow_id)
         return WorkflowHandle(self._as_runtime(), workflow_id)
 
     async def retrieve_workflow_async(self, workflow_id: str) -> WorkflowHandleAsync[Any]:
+        """Async ``retrieve_workflow``; returns a ``WorkflowHandleAsync``."""
         await asyncio.to_thread(management.require_row, self._as_runtime(), workflow_id)
         return WorkflowHandleAsync(self._as_runtime(), workflow_id)
 
@@ -138,6 +172,10 @@ class DBOSClient:
         topic: str | None = None,
         idempotency_key: str | None = None,
     ) -> None:
+        """Send ``message`` to the workflow ``destination_id`` under ``topic`` (see ``DBOS.send``).
+
+        With ``idempotency_key`` the message is sent exactly once per key.
+        """
         if idempotency_key is None:
             messaging.send(self._as_runtime(), destination_id, message, topic)
             return
@@ -145,9 +183,13 @@ class DBOSClient:
             messaging.send(self._as_runtime(), destination_id, message, topic)
 
     def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """The latest value of event ``key`` of workflow ``workflow_id``, waiting up to
+        ``timeout_seconds``; None on timeout."""
         return messaging.get_event(self._as_runtime(), workflow_id, key, timeout_seconds)
 
     def read_stream(self, workflow_id: str, key: str) -> Generator[Any, Any, None]:
+        """Yield the values of stream ``key`` of workflow ``workflow_id`` until it is closed or the
+        workflow ends (see ``DBOS.read_stream``)."""
         return messaging.read_stream(self._as_runtime(), workflow_id, key)
 
     # -- management --------------------------------------------------------------------------------
@@ -169,6 +211,7 @@ class DBOSClient:
         load_input: bool = True,
         load_output: bool = True,
     ) -> list[WorkflowStatus]:
+        """``DBOS.list_workflows``, from the client."""
         flt = ListFilter(
             workflow_ids=workflow_ids,
             workflow_id_prefix=workflow_id_prefix,
@@ -197,6 +240,7 @@ class DBOSClient:
         sort_desc: bool = False,
         load_input: bool = True,
     ) -> list[WorkflowStatus]:
+        """``DBOS.list_queued_workflows``, from the client."""
         flt = ListFilter(
             statuses=management.parse_statuses(status, ("ENQUEUED", "PENDING")),
             start_ms=management.parse_time_ms(start_time, "start_time"),
@@ -211,19 +255,24 @@ class DBOSClient:
         return management.list_workflows(self._as_runtime(), flt, load_input)
 
     def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
+        """``DBOS.list_workflow_steps``, from the client."""
         return [management.to_step_info(s, self.codec) for s in self.store.list_steps(workflow_id)]
 
     def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
+        """The workflow's ``WorkflowStatus``, or None if no workflow has this ID."""
         row = self.store.get_workflow(workflow_id)
         return management.to_status(row, self.codec) if row is not None else None
 
     def cancel_workflow(self, workflow_id: str) -> None:
-        """Cancel it and its children; running executors notice within about a second."""
+        """Cancel the workflow and its children; running executors notice within about a second.
+        Raises DBOSNonExistentWorkflowError for an unknown ID."""
         management.require_row(self._as_runtime(), workflow_id)
         self.store.cancel_workflow_tree(workflow_id)
 
     def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
-        """Hand the workflow to any live executor through the internal queue."""
+        """Hand the workflow to any live executor through the internal queue (the client runs
+        nothing itself); returns its handle. Raises DBOSNonExistentWorkflowError for an unknown
+        ID."""
         management.require_row(self._as_runtime(), workflow_id)
         self.store.requeue_workflow(workflow_id, INTERNAL_QUEUE_NAME)
         return WorkflowHandle(self._as_runtime(), workflow_id)
@@ -231,6 +280,8 @@ class DBOSClient:
     def fork_workflow(
         self, workflow_id: str, start_step: int, *, application_version: str | None = None
     ) -> WorkflowHandle[Any]:
+        """``DBOS.fork_workflow``, from the client: the fork is ENQUEUED on the internal queue for
+        any live executor to run."""
         new_id = management.fork_row(
             self._as_runtime(), workflow_id, start_step, application_version, INTERNAL_QUEUE_NAME
         )

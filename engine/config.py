@@ -14,6 +14,14 @@ from engine.serialization import PickleSerializer, Serializer
 
 
 class DBOSConfig(TypedDict, total=False):
+    """The spec's configuration dict for ``DBOS(config=...)``; only ``name`` is required.
+
+    Unknown keys are refused. Keeptime extensions: ``executor_timeout_sec`` (default 30: an executor
+    silent this long is presumed dead and its work taken over) and ``max_executor_threads`` (default
+    256). ``conductor_key`` and the OTLP keys are accepted and have no effect. The admin server is
+    off unless ``run_admin_server`` is set. See docs/configuration.md.
+    """
+
     name: str
     system_database_url: str | None
     application_database_url: str | None
@@ -56,6 +64,8 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 @dataclass(frozen=True)
 class ResolvedConfig:
+    """A validated ``DBOSConfig`` with its defaults filled in; what ``DBOS.config`` returns."""
+
     name: str
     system_database_url: str
     application_database_url: str | None
@@ -76,6 +86,9 @@ class ResolvedConfig:
 
 
 def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
+    """Validate ``config`` and fill in its defaults, reading ``DBOS_SYSTEM_DATABASE_URL``,
+    ``DBOS__VMID`` and ``DBOS__APPVERSION`` for unset keys. Raises DBOSConfigError naming the bad
+    key."""
     if not isinstance(config, dict):
         raise DBOSConfigError(
             f"DBOS(config=...) needs a dict (DBOSConfig), got {type(config).__name__}"

@@ -49,16 +49,20 @@ class _DBOSMeta(type):
 
     @property
     def workflow_id(cls) -> str | None:
+        """The ID of the workflow running in this context; None outside workflows."""
         ctx = current_workflow()
         return ctx.workflow_id if ctx is not None else None
 
     @property
     def step_id(cls) -> int | None:
+        """The ``function_id`` of the step running in this context; None outside steps."""
         ctx = current_workflow()
         return ctx.next_function_id - 1 if ctx is not None and ctx.in_step else None
 
     @property
     def step_status(cls) -> Any:
+        """Inside a step, ``{"step_id": ..., "current_attempt": ...}`` (attempts count from 1); None
+        elsewhere. Keeptime returns a plain dict."""
         ctx = current_workflow()
         if ctx is None or not ctx.in_step:
             return None
@@ -66,27 +70,43 @@ class _DBOSMeta(type):
 
     @property
     def sql_session(cls) -> Any:
+        """The connection of the running ``@DBOS.transaction``.
+
+        Keeptime: a SQLAlchemy ``Connection`` (DBOS gives a ``Session``; ``execute()`` works the
+        same). Raises DBOSNotInWorkflowError outside a transaction.
+        """
         return transactions.current_session()
 
     @property
     def logger(cls) -> logging.Logger:
+        """The ``keeptime.engine`` logger; its level is the config's ``log_level``."""
         return logger
 
     @property
     def config(cls) -> ResolvedConfig:
+        """The launched DBOS's configuration, validated and with defaults filled in.
+
+        Keeptime: a frozen ``ResolvedConfig``, not the ``DBOSConfig`` dict. Raises
+        DBOSNotLaunchedError before launch.
+        """
         return _runtime().config
 
     @property
     def authenticated_user(cls) -> str | None:
+        """The authenticated user of the running workflow; None outside workflows or if unset."""
         ctx = current_workflow()
         return ctx.authenticated_user if ctx is not None else None
 
     @property
     def application_version(cls) -> str:
+        """This process's application version: configured, or a hash of the workflow sources
+        computed at launch. Recovery and queues only run workflows of this version."""
         return _runtime().app_version
 
     @property
     def executor_id(cls) -> str:
+        """This process's executor ID: configured, or a free ``<hostname>-<n>`` slot claimed at
+        launch."""
         return _runtime().executor_id
 
 
@@ -122,6 +142,13 @@ class DBOS(metaclass=_DBOSMeta):
 
     @classmethod
     def launch(cls) -> None:
+        """Start the configured DBOS; a second call does nothing.
+
+        Migrates the system database, claims the executor ID, recovers this executor's PENDING
+        workflows, then starts the queue worker, the scheduler and (if configured) the admin server.
+        Raises DBOSNotLaunchedError without ``DBOS(config=...)`` first, and DBOSExecutorIdInUseError
+        if a live process holds the configured executor ID.
+        """
         inst = cls._instance
         if inst is None:
             raise DBOSNotLaunchedError("configure DBOS first: DBOS(config={'name': ...})")
@@ -148,6 +175,13 @@ class DBOS(metaclass=_DBOSMeta):
     def destroy(
         cls, *, destroy_registry: bool = False, workflow_completion_timeout_sec: float = 0
     ) -> None:
+        """Shut down the launched DBOS and drop its configuration, so ``DBOS(config=...)`` can run
+        again (tests do this between cases).
+
+        ``destroy_registry=True`` also clears the ``@DBOS.scheduled`` schedules; decorated functions
+        stay registered, as they are imported once. Keeptime: ``workflow_completion_timeout_sec`` is
+        accepted and not used.
+        """
         with _instance_lock:
             inst = cls._instance
             cls._instance = None
@@ -192,6 +226,13 @@ class DBOS(metaclass=_DBOSMeta):
     def workflow(
         cls, *, name: str | None = None, max_recovery_attempts: int | None = 100
     ) -> Callable[[F], F]:
+        """Decorator: make the function a durable workflow, registered under ``name`` (default: its
+        ``__qualname__``).
+
+        A workflow started more than ``max_recovery_attempts`` times without finishing ends
+        MAX_RECOVERY_ATTEMPTS_EXCEEDED (None: no limit).
+        """
+
         def decorate(func: F) -> F:
             fn = RegisteredFunction(
                 name=name or qualified_name(func),
@@ -216,6 +257,14 @@ class DBOS(metaclass=_DBOSMeta):
         max_attempts: int = 3,
         backoff_rate: float = 2.0,
     ) -> Callable[[F], F]:
+        """Decorator: make the function a step, checkpointed when called from a workflow (outside
+        one it runs as a plain function).
+
+        With ``retries_allowed``, a failing step is tried up to ``max_attempts`` times, sleeping
+        ``interval_seconds * backoff_rate ** (n - 1)`` (with jitter) between tries, then raises
+        DBOSMaxStepRetriesExceeded carrying every error. Bad options raise DBOSInvalidArgumentError
+        at decoration.
+        """
         options = _check_step_options(retries_allowed, interval_seconds, max_attempts, backoff_rate)
 
         def decorate(func: F) -> F:
@@ -236,6 +285,14 @@ class DBOS(metaclass=_DBOSMeta):
     def transaction(
         cls, *, isolation_level: str = "SERIALIZABLE", name: str | None = None
     ) -> Callable[[F], F]:
+        """Decorator: run the function as a step inside one transaction on the application database,
+        reached through ``DBOS.sql_session``.
+
+        The checkpoint commits in the same transaction, so the function runs exactly once.
+        Coroutines are refused (DBOSInvalidArgumentError): call a plain one with
+        ``asyncio.to_thread``.
+        """
+
         def decorate(func: F) -> F:
             if is_coroutine_function(func):
                 raise DBOSInvalidArgumentError(
@@ -262,6 +319,12 @@ class DBOS(metaclass=_DBOSMeta):
 
     @classmethod
     def dbos_class(cls, class_name: str | None = None) -> Callable[[type[Any]], type[Any]]:
+        """Decorator: register a class whose methods are workflows, so recovery finds its
+        ``DBOSConfiguredInstance`` instances by ``(class, config_name)``.
+
+        Keeptime: ``class_name`` is accepted and not used; the class's ``__qualname__`` names it.
+        """
+
         def decorate(klass: type[Any]) -> type[Any]:
             REGISTRY.register_class(klass)
             return klass
@@ -270,6 +333,12 @@ class DBOS(metaclass=_DBOSMeta):
 
     @classmethod
     def scheduled(cls, cron: str) -> Callable[[F], F]:
+        """Decorator, placed above ``@DBOS.workflow()``: run the workflow on the crontab ``cron``,
+        with the arguments ``(scheduled_time, actual_time)`` (datetimes).
+
+        A bad crontab raises DBOSInvalidCrontabError at decoration; see docs/scheduling.md for when
+        ticks fire.
+        """
         from engine.runtime import hooks
 
         return hooks.scheduled_decorator(cron)
@@ -280,6 +349,11 @@ class DBOS(metaclass=_DBOSMeta):
     def start_workflow(
         cls, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs
     ) -> WorkflowHandle[R]:
+        """Start ``func(*args, **kwargs)`` in the background and return its handle at once.
+
+        ``func`` is a workflow, or a step (run as a one-step workflow). ``SetWorkflowID`` and
+        ``SetWorkflowTimeout`` apply. Raises DBOSInvalidArgumentError if ``func`` is neither.
+        """
         runtime = _runtime()
         fn = _workflow_of(func)
         instance, rest = split_call(fn, func, args)
@@ -290,6 +364,8 @@ class DBOS(metaclass=_DBOSMeta):
     async def start_workflow_async(
         cls, func: Callable[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs
     ) -> WorkflowHandleAsync[R]:
+        """Async ``start_workflow``: a coroutine workflow runs as a task on the caller's event loop,
+        as the spec says; a plain one runs on a worker thread."""
         runtime = _runtime()
         fn = _workflow_of(func)
         instance, rest = split_call(fn, func, args)
@@ -319,6 +395,11 @@ class DBOS(metaclass=_DBOSMeta):
     def retrieve_workflow(
         cls, workflow_id: str, existing_workflow: bool = True
     ) -> WorkflowHandle[Any]:
+        """A handle to the workflow ``workflow_id``.
+
+        Raises DBOSNonExistentWorkflowError if it does not exist, unless
+        ``existing_workflow=False``.
+        """
         runtime = _runtime()
         if existing_workflow:
             management.require_row(runtime, workflow_id)
@@ -328,6 +409,7 @@ class DBOS(metaclass=_DBOSMeta):
     async def retrieve_workflow_async(
         cls, workflow_id: str, existing_workflow: bool = True
     ) -> WorkflowHandleAsync[Any]:
+        """Async ``retrieve_workflow``; returns a ``WorkflowHandleAsync``."""
         runtime = _runtime()
         if existing_workflow:
             await asyncio.to_thread(management.require_row, runtime, workflow_id)
@@ -337,6 +419,13 @@ class DBOS(metaclass=_DBOSMeta):
 
     @classmethod
     def sleep(cls, seconds: float) -> None:
+        """Durable sleep: in a workflow the wake-up time is recorded as a step, so a recovered
+        workflow sleeps only what is left.
+
+        Cancelling the workflow ends the sleep with DBOSWorkflowCancelledError. Outside a workflow,
+        or in a step, it is ``time.sleep``. A negative or non-numeric ``seconds`` raises
+        DBOSInvalidArgumentError.
+        """
         _check_seconds(seconds, "DBOS.sleep")
         ctx = current_workflow()
         if ctx is None or ctx.in_step:
@@ -352,6 +441,7 @@ class DBOS(metaclass=_DBOSMeta):
 
     @classmethod
     async def sleep_async(cls, seconds: float) -> None:
+        """Async ``sleep``, with the same durability."""
         _check_seconds(seconds, "DBOS.sleep_async")
         ctx = current_workflow()
         if ctx is None or ctx.in_step:
@@ -371,70 +461,112 @@ class DBOS(metaclass=_DBOSMeta):
 
     @classmethod
     def send(cls, destination_id: str, message: Any, topic: str | None = None) -> None:
+        """Send ``message`` to the workflow ``destination_id``, queued for it under ``topic``.
+
+        Exactly once from a workflow, or from plain code inside ``SetWorkflowID(key)`` (the key is
+        the idempotency key). Raises DBOSNonExistentWorkflowError if the destination does not exist.
+        """
         messaging.send(_runtime(), destination_id, message, topic)
 
     @classmethod
     async def send_async(cls, destination_id: str, message: Any, topic: str | None = None) -> None:
+        """Async ``send``."""
         await asyncio.to_thread(messaging.send, _runtime(), destination_id, message, topic)
 
     @classmethod
     def recv(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
+        """Take the next message sent to this workflow on ``topic`` (None: messages sent without
+        one), waiting up to ``timeout_seconds``; returns None on timeout.
+
+        The wait's deadline is durable: a recovered workflow waits only what is left. Raises
+        DBOSNotInWorkflowError outside a workflow or in a step.
+        """
         return messaging.recv(_runtime(), _require_workflow("DBOS.recv"), topic, timeout_seconds)
 
     @classmethod
     async def recv_async(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
+        """Async ``recv``; it holds no thread while it waits."""
         ctx = _require_workflow("DBOS.recv_async")
         return await messaging.recv_async(_runtime(), ctx, topic, timeout_seconds)
 
     @classmethod
     def set_event(cls, key: str, value: Any) -> None:
+        """Publish ``key`` = ``value`` for the calling workflow; a later call replaces the value.
+
+        Checkpointed from a workflow, written directly from a step. Raises DBOSNotInWorkflowError
+        outside a workflow.
+        """
         messaging.set_event(_runtime(), _require_workflow("DBOS.set_event"), key, value)
 
     @classmethod
     async def set_event_async(cls, key: str, value: Any) -> None:
+        """Async ``set_event``."""
         ctx = _require_workflow("DBOS.set_event_async")
         await asyncio.to_thread(messaging.set_event, _runtime(), ctx, key, value)
 
     @classmethod
     def get_event(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """The latest value of event ``key`` of workflow ``workflow_id``, waiting up to
+        ``timeout_seconds`` for it to be published; None on timeout.
+
+        Called from a workflow, the value read is checkpointed, so recovery sees the same value.
+        """
         return messaging.get_event(_runtime(), workflow_id, key, timeout_seconds)
 
     @classmethod
     async def get_event_async(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """Async ``get_event``; it holds no thread while it waits."""
         return await messaging.get_event_async(_runtime(), workflow_id, key, timeout_seconds)
 
     @classmethod
     def get_all_events(cls, workflow_id: str) -> dict[str, Any]:
+        """The latest value of every event the workflow ``workflow_id`` published, by key."""
         return messaging.get_all_events(_runtime(), workflow_id)
 
     @classmethod
     async def get_all_events_async(cls, workflow_id: str) -> dict[str, Any]:
+        """Async ``get_all_events``."""
         return await asyncio.to_thread(messaging.get_all_events, _runtime(), workflow_id)
 
     @classmethod
     def write_stream(cls, key: str, value: Any) -> None:
+        """Append ``value`` to the calling workflow's stream ``key``.
+
+        Exactly once from a workflow; at least once from a step (a retried step may write again).
+        Raises DBOSNotInWorkflowError outside a workflow.
+        """
         messaging.write_stream(_runtime(), _require_workflow("DBOS.write_stream"), key, value)
 
     @classmethod
     async def write_stream_async(cls, key: str, value: Any) -> None:
+        """Async ``write_stream``."""
         ctx = _require_workflow("DBOS.write_stream_async")
         await asyncio.to_thread(messaging.write_stream, _runtime(), ctx, key, value)
 
     @classmethod
     def close_stream(cls, key: str) -> None:
+        """Close the calling workflow's stream ``key``: readers stop after its last value. Streams
+        also close when their workflow ends."""
         messaging.close_stream(_runtime(), _require_workflow("DBOS.close_stream"), key)
 
     @classmethod
     async def close_stream_async(cls, key: str) -> None:
+        """Async ``close_stream``."""
         ctx = _require_workflow("DBOS.close_stream_async")
         await asyncio.to_thread(messaging.close_stream, _runtime(), ctx, key)
 
     @classmethod
     def read_stream(cls, workflow_id: str, key: str) -> Generator[Any, Any, None]:
+        """Yield the values of stream ``key`` of workflow ``workflow_id`` in order, until the stream
+        is closed or the workflow ends (at once if no such workflow exists).
+
+        Keeptime: the arguments are checked when called, not at the first ``next()``.
+        """
         return messaging.read_stream(_runtime(), workflow_id, key)
 
     @classmethod
     async def read_stream_async(cls, workflow_id: str, key: str) -> Any:
+        """Async ``read_stream``: an async generator of the stream's values."""
         async for value in messaging.read_stream_async(_runtime(), workflow_id, key):
             yield value
 
@@ -458,6 +590,14 @@ class DBOS(metaclass=_DBOSMeta):
         load_input: bool = True,
         load_output: bool = True,
     ) -> list[WorkflowStatus]:
+        """The ``WorkflowStatus`` of every workflow matching all the given filters, oldest first
+        (``sort_desc``: newest first).
+
+        ``status`` is one status name or a list; ``start_time`` and ``end_time`` are RFC 3339
+        timestamps with an offset, compared with the creation time. ``load_input`` and
+        ``load_output`` set to False skip decoding inputs, and outputs and errors. Bad filters raise
+        DBOSInvalidArgumentError.
+        """
         flt = ListFilter(
             workflow_ids=workflow_ids,
             workflow_id_prefix=workflow_id_prefix,
@@ -487,6 +627,8 @@ class DBOS(metaclass=_DBOSMeta):
         sort_desc: bool = False,
         load_input: bool = True,
     ) -> list[WorkflowStatus]:
+        """Like ``list_workflows``, for the workflows currently on a queue (by default ENQUEUED or
+        PENDING), optionally on ``queue_name`` only."""
         flt = ListFilter(
             statuses=management.parse_statuses(status, ("ENQUEUED", "PENDING")),
             start_ms=management.parse_time_ms(start_time, "start_time"),
@@ -502,6 +644,7 @@ class DBOS(metaclass=_DBOSMeta):
 
     @classmethod
     def list_workflow_steps(cls, workflow_id: str) -> list[StepInfo]:
+        """The recorded steps of the workflow, in ``function_id`` order; empty for an unknown ID."""
         runtime = _runtime()
         return [
             management.to_step_info(s, runtime.codec) for s in runtime.store.list_steps(workflow_id)
@@ -509,18 +652,31 @@ class DBOS(metaclass=_DBOSMeta):
 
     @classmethod
     def get_workflow_status(cls, workflow_id: str) -> WorkflowStatus | None:
+        """The workflow's ``WorkflowStatus``, or None if no workflow has this ID."""
         runtime = _runtime()
         row = runtime.store.get_workflow(workflow_id)
         return management.to_status(row, runtime.codec) if row is not None else None
 
     @classmethod
     def cancel_workflow(cls, workflow_id: str) -> None:
+        """Cancel the workflow and all its children: CANCELLED and off its queue.
+
+        A running one stops at its next step (in another process, within about a second); a finished
+        one is left as it is. Raises DBOSNonExistentWorkflowError for an unknown ID.
+        """
         runtime = _runtime()
         management.require_row(runtime, workflow_id)
         runtime.cancel(workflow_id)
 
     @classmethod
     def resume_workflow(cls, workflow_id: str) -> WorkflowHandle[Any]:
+        """Run a CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED or ENQUEUED workflow now, in this
+        process, from its last recorded step (an ENQUEUED one skips its queue); returns its
+        handle.
+
+        A PENDING or finished workflow is left as it is. Raises DBOSNonExistentWorkflowError for an
+        unknown ID.
+        """
         runtime = _runtime()
         return WorkflowHandle(runtime, management.resume(runtime, workflow_id))
 
@@ -528,6 +684,12 @@ class DBOS(metaclass=_DBOSMeta):
     def fork_workflow(
         cls, workflow_id: str, start_step: int, *, application_version: str | None = None
     ) -> WorkflowHandle[Any]:
+        """Start a new workflow that copies the steps of ``workflow_id`` before ``start_step`` (a
+        ``function_id`` from ``list_workflow_steps``) and runs the rest; returns its handle.
+
+        The new ID comes from ``SetWorkflowID``, else a UUID. With ``application_version`` the fork
+        is tagged with that version and waits for an executor of it, unless it is this process's.
+        """
         runtime = _runtime()
         return WorkflowHandle(
             runtime, management.fork(runtime, workflow_id, start_step, application_version)
@@ -563,10 +725,12 @@ class DBOS(metaclass=_DBOSMeta):
 
     @classmethod
     async def cancel_workflow_async(cls, workflow_id: str) -> None:
+        """Async ``cancel_workflow``."""
         await asyncio.to_thread(cls.cancel_workflow, workflow_id)
 
     @classmethod
     async def resume_workflow_async(cls, workflow_id: str) -> WorkflowHandleAsync[Any]:
+        """Async ``resume_workflow``; returns a ``WorkflowHandleAsync``."""
         runtime = _runtime()
         wf_id = await asyncio.to_thread(management.resume, runtime, workflow_id)
         return WorkflowHandleAsync(runtime, wf_id)
@@ -575,6 +739,7 @@ class DBOS(metaclass=_DBOSMeta):
     async def fork_workflow_async(
         cls, workflow_id: str, start_step: int, *, application_version: str | None = None
     ) -> WorkflowHandleAsync[Any]:
+        """Async ``fork_workflow``; returns a ``WorkflowHandleAsync``."""
         runtime = _runtime()
         wf_id = await asyncio.to_thread(
             management.fork, runtime, workflow_id, start_step, application_version

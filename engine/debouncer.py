@@ -163,7 +163,12 @@ class Debouncer(Generic[P, R]):
         debounce_timeout_sec: float | None = None,
         queue: Queue | None = None,
     ) -> Debouncer[P, R]:
-        """A debouncer for ``workflow``; with ``queue``, the final run is enqueued there."""
+        """A debouncer for ``workflow``; with ``queue``, each final run is enqueued there.
+
+        ``debounce_timeout_sec`` caps a window: the workflow runs at the latest that long after the
+        window's first call. Raises DBOSInvalidArgumentError unless ``workflow`` is a plain function
+        decorated with ``@DBOS.workflow()`` (not a method).
+        """
         return cls(_workflow_name(workflow), debounce_timeout_sec, queue)
 
     @classmethod
@@ -174,6 +179,7 @@ class Debouncer(Generic[P, R]):
         debounce_timeout_sec: float | None = None,
         queue: Queue | None = None,
     ) -> Debouncer[P, R]:
+        """``create`` for a coroutine workflow."""
         return cls(_workflow_name(workflow), debounce_timeout_sec, queue)
 
     def debounce(
@@ -190,6 +196,7 @@ class Debouncer(Generic[P, R]):
     async def debounce_async(
         self, debounce_key: str, debounce_period_sec: float, *args: P.args, **kwargs: P.kwargs
     ) -> WorkflowHandleAsync[R]:
+        """Async ``debounce``; returns a ``WorkflowHandleAsync``."""
         from engine.dbos import _runtime
 
         runtime = _runtime()
@@ -239,6 +246,13 @@ class DebouncerClient:
         debounce_timeout_sec: float | None = None,
         queue_name: str | None = None,
     ) -> WorkflowHandle[Any]:
+        """Debounce the workflow registered as ``workflow_name``: it runs ``debounce_period_sec``
+        after the last call for ``debounce_key``, with that call's ``args`` and ``kwargs``, or
+        ``debounce_timeout_sec`` after the window's first call at the latest.
+
+        Returns a handle to the window's one workflow. Raises DBOSInvalidArgumentError for a bad
+        key, name, period or timeout.
+        """
         window = debounce_with_store(
             self.client.store,
             self.client.codec,
@@ -263,6 +277,7 @@ class DebouncerClient:
         debounce_timeout_sec: float | None = None,
         queue_name: str | None = None,
     ) -> WorkflowHandleAsync[Any]:
+        """Async ``debounce``; returns a ``WorkflowHandleAsync``."""
         handle = await asyncio.to_thread(
             lambda: self.debounce(
                 workflow_name,

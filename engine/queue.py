@@ -18,12 +18,17 @@ R = TypeVar("R")
 
 
 class QueueRateLimit(TypedDict):
+    """A queue's ``limiter``: at most ``limit`` workflow starts per ``period`` seconds, across all
+    processes."""
+
     limit: int
     period: float
 
 
 @dataclass(frozen=True)
 class QueueSpec:
+    """A queue's validated settings, as the queue worker reads them."""
+
     name: str
     concurrency: int | None
     worker_concurrency: int | None
@@ -39,17 +44,27 @@ _QUEUES_LOCK = threading.Lock()
 
 
 def registered_queues() -> list[Queue]:
+    """Every queue created in this process."""
     with _QUEUES_LOCK:
         return list(_QUEUES.values())
 
 
 def find_queue(name: str) -> Queue | None:
+    """The queue named ``name`` created in this process, or None."""
     with _QUEUES_LOCK:
         return _QUEUES.get(name)
 
 
 class Queue:
-    """A named queue. Create it at import time, before ``DBOS.launch()``."""
+    """A named queue of workflows with flow control. Create it at import time: a process's queue
+    worker only serves the queues created in it.
+
+    ``concurrency`` caps the queue's running workflows across all processes, ``worker_concurrency``
+    in each process; ``limiter`` caps how many start per period. ``priority_enabled`` allows
+    ``SetEnqueueOptions(priority=...)``; with ``partition_queue`` every enqueue needs a
+    ``queue_partition_key`` and the limits apply per partition. Bad settings raise
+    DBOSInvalidArgumentError. A second queue of the same name replaces the first in this process.
+    """
 
     def __init__(
         self,
@@ -90,6 +105,14 @@ class Queue:
         queue_worker.wake_all()  # declared after launch: its backlog starts now
 
     def enqueue(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]:
+        """Put ``func(*args, **kwargs)`` on this queue and return its handle; a queue worker starts
+        it, in FIFO order (or by priority).
+
+        ``func`` is a workflow or a step. ``SetWorkflowID``, ``SetWorkflowTimeout`` (its clock
+        starts at dequeue) and ``SetEnqueueOptions`` apply. Raises DBOSQueueDeduplicatedError if the
+        deduplication ID is in use on this queue, and DBOSInvalidArgumentError when the partition
+        key or priority set does not fit this queue.
+        """
         from engine.dbos import _runtime, _workflow_of
         from engine.runtime import queue_worker
 
@@ -103,6 +126,8 @@ class Queue:
     async def enqueue_async(
         self, func: Callable[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs
     ) -> WorkflowHandleAsync[R]:
+        """Async ``enqueue``. A coroutine workflow enqueued this way runs in another event loop, on
+        a worker thread, as the spec says."""
         from engine.dbos import _runtime
 
         handle = await asyncio.to_thread(lambda: self.enqueue(func, *args, **kwargs))

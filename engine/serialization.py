@@ -23,19 +23,23 @@ class Serializer(ABC):
     """Turns values into strings for the system database and back."""
 
     @abstractmethod
-    def serialize(self, data: Any) -> str: ...
+    def serialize(self, data: Any) -> str:
+        """Turn ``data`` into a string; raise if it cannot (the engine names the value)."""
 
     @abstractmethod
-    def deserialize(self, serialized_data: str) -> Any: ...
+    def deserialize(self, serialized_data: str) -> Any:
+        """Rebuild the value that ``serialize`` wrote."""
 
 
 class PickleSerializer(Serializer):
     """pickle, then base64 (the spec's default). Only for databases you trust."""
 
     def serialize(self, data: Any) -> str:
+        """The base64 text of ``data`` pickled with the highest protocol."""
         return base64.b64encode(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)).decode()
 
     def deserialize(self, serialized_data: str) -> Any:
+        """Unpickle: this runs code chosen by whoever wrote the string."""
         return pickle.loads(base64.b64decode(serialized_data))
 
 
@@ -47,9 +51,11 @@ class JsonSerializer(Serializer):
     """
 
     def serialize(self, data: Any) -> str:
+        """Compact JSON; NaN and infinities are refused, datetimes tagged."""
         return json.dumps(data, separators=(",", ":"), allow_nan=False, default=_json_default)
 
     def deserialize(self, serialized_data: str) -> Any:
+        """Parse JSON, turning tagged datetimes back into ``datetime`` values."""
         return json.loads(serialized_data, object_hook=_json_object_hook)
 
 
@@ -75,6 +81,7 @@ class Codec:
         self.serializer = serializer
 
     def encode(self, value: Any, what: str) -> str:
+        """Serialize ``value``; DBOSSerializationError names ``what`` failed."""
         try:
             return self.serializer.serialize(value)
         except Exception as exc:
@@ -85,6 +92,7 @@ class Codec:
             ) from exc
 
     def decode(self, text: str | None, what: str) -> Any:
+        """Deserialize ``text`` (None stays None); DBOSSerializationError names ``what`` failed."""
         if text is None:
             return None
         try:
@@ -98,6 +106,8 @@ class Codec:
     def encode_inputs(
         self, workflow_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> str:
+        """Serialize a workflow's arguments; on failure, DBOSSerializationError names the first
+        argument that cannot be serialized."""
         try:
             return self.serializer.serialize({"args": list(args), "kwargs": dict(kwargs)})
         except Exception:
@@ -112,12 +122,16 @@ class Codec:
         )
 
     def decode_inputs(self, text: str | None) -> dict[str, Any]:
+        """A workflow's ``{"args": tuple, "kwargs": dict}``; empty ones if the stored value is not a
+        dict."""
         value = self.decode(text, "workflow inputs")
         if not isinstance(value, dict):
             return {"args": [], "kwargs": {}}
         return {"args": tuple(value.get("args", ())), "kwargs": dict(value.get("kwargs", {}))}
 
     def encode_error(self, exc: BaseException) -> str:
+        """A JSON envelope of ``exc`` (type, message, args), plus its pickle under
+        ``PickleSerializer``, so it can be rebuilt under any serializer."""
         envelope: dict[str, Any] = {
             "type": f"{type(exc).__module__}:{type(exc).__qualname__}",
             "message": str(exc),
@@ -131,6 +145,8 @@ class Codec:
         return json.dumps(envelope)
 
     def decode_error(self, text: str | None) -> BaseException | None:
+        """The exception an envelope records: unpickled under ``PickleSerializer``, else rebuilt
+        from its type name and message without running pickled code."""
         if text is None:
             return None
         envelope = json.loads(text)

@@ -8,6 +8,9 @@ from typing import Any, TypedDict
 
 
 class WorkflowStatusString(StrEnum):
+    """The six workflow statuses. A ``StrEnum``: each member equals its name, so it compares with
+    ``WorkflowStatus.status``."""
+
     ENQUEUED = "ENQUEUED"
     PENDING = "PENDING"
     SUCCESS = "SUCCESS"
@@ -16,16 +19,26 @@ class WorkflowStatusString(StrEnum):
     MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
 
 
+#: Every status name, for validating filters.
 ALL_STATUSES = tuple(s.value for s in WorkflowStatusString)
 
 
 class WorkflowInputs(TypedDict):
+    """A workflow's decoded inputs: positional ``args`` and keyword ``kwargs``."""
+
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
 
 
 @dataclass
 class WorkflowStatus:
+    """One workflow as the management calls report it: the spec's fields, then the options it was
+    started with and its parent's ID.
+
+    Times are epoch milliseconds. ``input``, ``output`` and ``error`` are None when not loaded
+    (``load_input`` or ``load_output`` False).
+    """
+
     workflow_id: str
     status: str
     name: str
@@ -53,6 +66,9 @@ class WorkflowStatus:
 
 
 class StepInfo(TypedDict):
+    """One recorded step of a workflow, from ``list_workflow_steps``. ``function_id`` counts from 1;
+    ``child_workflow_id`` is set when the step started or awaited a workflow."""
+
     function_id: int
     function_name: str
     output: Any | None
