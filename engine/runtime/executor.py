@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import ResolvedConfig
 from engine.core.liveness import (
@@ -48,6 +48,10 @@ from engine.storage.database import Database, is_outage, parse_database_url, wai
 from engine.storage.executors import Beat, ExecutorStore, Holder
 from engine.storage.migrations import migrate_system_database
 from engine.storage.store import StepRecord, SystemStore, WorkflowOutcome, WorkflowRow
+
+if TYPE_CHECKING:
+    from engine.runtime.queue_worker import QueueWorker
+    from engine.runtime.scheduler import Scheduler
 
 logger = logging.getLogger("keeptime.engine")
 
@@ -102,6 +106,9 @@ class Runtime:
         # Called at shutdown to wake background threads that wait on their own events.
         self.stop_listeners: list[Callable[[], None]] = []
         self.app_db: Any = None  # engine.runtime.transactions.AppDatabase, created on first use
+        # The background services, set when they start (engine.runtime.hooks.after_launch).
+        self.scheduler: Scheduler | None = None
+        self.queue_worker: QueueWorker | None = None
         self.launched = False
 
     # -- lifecycle --------------------------------------------------------------------------------

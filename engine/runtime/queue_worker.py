@@ -14,6 +14,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -32,25 +33,28 @@ if TYPE_CHECKING:
 logger = logging.getLogger("keeptime.engine")
 #: Wake-ups within this long of the last poll wait out the rest of it (see _coalesce_wakeups).
 WAKEUP_COALESCE_SECONDS = 0.005
-_wakeups: dict[int, threading.Event] = {}
+# The running workers, so a queue declared after launch wakes them all; each runtime holds its
+# own as ``runtime.queue_worker``. Weak: a destroyed runtime's worker goes with it.
+_LIVE_WORKERS: weakref.WeakSet[QueueWorker] = weakref.WeakSet()
 
 
 def wake(runtime: Runtime) -> None:
     """Called after a local enqueue so the worker does not wait for its next poll."""
-    event = _wakeups.get(id(runtime))
-    if event is not None:
-        event.set()
+    worker = runtime.queue_worker
+    if worker is not None:
+        worker.event.set()
 
 
 def wake_all() -> None:
     """A queue was declared: every running worker looks at it now, not at its next poll."""
-    for event in list(_wakeups.values()):
-        event.set()
+    for worker in list(_LIVE_WORKERS):
+        worker.event.set()
 
 
 def start(runtime: Runtime) -> None:
     worker = QueueWorker(runtime, QueueStore(runtime.store), threading.Event())
-    _wakeups[id(runtime)] = worker.event
+    runtime.queue_worker = worker
+    _LIVE_WORKERS.add(worker)
     runtime.finish_listeners.append(worker.on_finish)
     runtime.stop_listeners.append(worker.event.set)
     runtime.spawn("keeptime-queues", worker.run)
@@ -68,7 +72,7 @@ def limits_of(queue: Queue) -> ClaimLimits:
     )
 
 
-@dataclass
+@dataclass(eq=False)  # compared (and hashed, in _LIVE_WORKERS) by identity
 class QueueWorker:
     runtime: Runtime
     store: QueueStore
@@ -124,8 +128,7 @@ class QueueWorker:
                     logger.exception("queue worker poll failed; retrying")
                 self.event.wait(self._seconds_to_next_poll())
         finally:
-            if _wakeups.get(id(self.runtime)) is self.event:
-                _wakeups.pop(id(self.runtime), None)
+            _LIVE_WORKERS.discard(self)
 
     def _coalesce_wakeups(self) -> None:
         """A wake-up right after a poll waits a moment: the enqueues and finishes of a busy

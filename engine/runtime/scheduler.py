@@ -15,6 +15,7 @@ import itertools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -141,7 +142,7 @@ def unregister_scheduled(name: str) -> None:
     """Forget one ``@DBOS.scheduled`` workflow (tests); running schedulers drop it at once."""
     with _LOCK:
         _DECORATED.pop(name, None)
-    for scheduler in list(_SCHEDULERS.values()):
+    for scheduler in list(_LIVE_SCHEDULERS):
         scheduler.drop(name, SOURCE_DECORATOR)
 
 
@@ -206,7 +207,9 @@ class _PreparedTick:
 
 _Due = tuple[_Entry, datetime, int]  # (schedule, nominal tick, timer seq)
 
-_SCHEDULERS: dict[int, Scheduler] = {}
+# The running schedulers, so @DBOS.scheduled changes reach them; each runtime holds its own as
+# ``runtime.scheduler``. Weak: a destroyed runtime's scheduler goes with it.
+_LIVE_SCHEDULERS: weakref.WeakSet[Scheduler] = weakref.WeakSet()
 
 
 class Scheduler:
@@ -246,7 +249,8 @@ class Scheduler:
         self._install(decorated, SOURCE_DECORATOR)
         self.runtime.stop_listeners.append(self.wake)
         self.runtime.finish_listeners.append(self._on_finish)
-        _SCHEDULERS[id(self.runtime)] = self
+        self.runtime.scheduler = self
+        _LIVE_SCHEDULERS.add(self)
         self.runtime.spawn("keeptime-scheduler", self.run)
 
     def wake(self) -> None:
@@ -276,8 +280,7 @@ class Scheduler:
                 self._wake.wait(wait)
                 self._wake.clear()
         finally:
-            if _SCHEDULERS.get(id(self.runtime)) is self:
-                del _SCHEDULERS[id(self.runtime)]
+            _LIVE_SCHEDULERS.discard(self)
 
     # -- definitions ------------------------------------------------------------------------------
 
@@ -813,8 +816,8 @@ def get_scheduler(runtime: Runtime | None = None) -> Scheduler:
         from engine.dbos import _runtime
 
         runtime = _runtime()
-    scheduler = _SCHEDULERS.get(id(runtime))
-    if scheduler is None:
+    scheduler = runtime.scheduler
+    if scheduler is None or runtime.stopping.is_set():
         raise DBOSNotLaunchedError("the scheduler is not running (call DBOS.launch() first)")
     return scheduler
 

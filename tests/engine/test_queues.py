@@ -611,7 +611,11 @@ def test_declaring_a_queue_wakes_running_workers(monkeypatch: pytest.MonkeyPatch
     poll of the other queues (up to their polling interval later)."""
     from engine.runtime import queue_worker
 
-    worker_events = {1: threading.Event(), 2: threading.Event()}
-    monkeypatch.setattr(queue_worker, "_wakeups", worker_events)
+    class Worker:
+        def __init__(self) -> None:
+            self.event = threading.Event()
+
+    workers = [Worker(), Worker()]
+    monkeypatch.setattr(queue_worker, "_LIVE_WORKERS", set(workers))
     Queue("declared-late")
-    assert all(event.is_set() for event in worker_events.values())
+    assert all(worker.event.is_set() for worker in workers)
