@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from engine.core.deadlines import start_timeout
 from engine.error import DBOSWorkflowConflictIDError
 from engine.runtime.context import (
     WorkflowContext,
@@ -95,17 +96,14 @@ def plan_start(
         workflow_id = str(uuid.uuid4())
 
     opts = start_options()
-    timeout_ms: int | None = None
-    if opts.timeout_set:
-        timeout_ms = None if opts.timeout_seconds is None else int(opts.timeout_seconds * 1000)
     now = runtime.now_ms()
-    deadline_ms: int | None = None
-    if queue is None:
-        deadline_ms = now + timeout_ms if timeout_ms is not None else None
-        if not opts.timeout_set and parent is not None:
-            deadline_ms = parent.deadline_ms
-    elif not opts.timeout_set and parent is not None and parent.deadline_ms is not None:
-        timeout_ms = max(1, parent.deadline_ms - now)
+    timeout = start_timeout(
+        now,
+        timeout_set=opts.timeout_set,
+        timeout_seconds=opts.timeout_seconds,
+        parent_deadline_ms=parent.deadline_ms if parent is not None else None,
+        queued=queue is not None,
+    )
 
     row = new_workflow_row(
         runtime,
@@ -115,8 +113,8 @@ def plan_start(
         runtime.codec.encode_inputs(fn.name, args, kwargs),
         now,
         queue=queue,
-        timeout_ms=timeout_ms,
-        deadline_ms=deadline_ms,
+        timeout_ms=timeout.timeout_ms,
+        deadline_ms=timeout.deadline_ms,
         parent=parent,
         app_version=opts.app_version,
     )
@@ -130,7 +128,7 @@ def plan_start(
     )
     if not created:
         _check_same_workflow(stored, row)
-    return StartPlan(workflow_id, created, stored, deadline_ms)
+    return StartPlan(workflow_id, created, stored, timeout.deadline_ms)
 
 
 def new_workflow_row(
@@ -210,10 +208,13 @@ def insert_many(
     built = []
     for start in starts:
         request = start.request
-        timeout_ms = (
-            None if request.timeout_seconds is None else int(request.timeout_seconds * 1000)
+        timeout = start_timeout(
+            now,
+            timeout_set=True,
+            timeout_seconds=request.timeout_seconds,
+            parent_deadline_ms=None,
+            queued=request.queue is not None,
         )
-        deadline_ms = now + timeout_ms if timeout_ms is not None and request.queue is None else None
         row = new_workflow_row(
             runtime,
             request.fn,
@@ -222,8 +223,8 @@ def insert_many(
             start.inputs,
             now,
             queue=request.queue,
-            timeout_ms=timeout_ms,
-            deadline_ms=deadline_ms,
+            timeout_ms=timeout.timeout_ms,
+            deadline_ms=timeout.deadline_ms,
         )
         built.append((request, row))
     created = runtime.store.insert_workflows([row for _, row in built])

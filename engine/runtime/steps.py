@@ -1,7 +1,8 @@
 """Running one step inside a workflow: replay, cancellation checks, retries, checkpoint.
 
-``StepCall`` holds the decisions; the sync and async drivers in ``executor.py`` only differ in how
-they call the function and wait, so no logic is kept twice.
+The decisions (replay or run, retry or stop, record or not) are pure, in ``engine.core.steps``.
+``StepCall`` applies them to one call; the sync and async drivers in ``executor.py`` only differ
+in how they call the function and wait, so no logic is kept twice.
 """
 
 from __future__ import annotations
@@ -10,12 +11,9 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from engine.error import (
-    DBOSMaxStepRetriesExceeded,
-    DBOSStorageError,
-    DBOSUnexpectedStepError,
-    DBOSWorkflowCancelledError,
-)
+from engine.core import steps as decide
+from engine.core.steps import Replay, RetryVerdict
+from engine.error import DBOSWorkflowCancelledError
 from engine.runtime.context import WorkflowContext
 from engine.runtime.registry import StepOptions
 from engine.storage.database import is_outage, waiting_out_outages
@@ -37,12 +35,7 @@ class Replayed:
             err = self.runtime.codec.decode_error(self.record.error)
             assert err is not None
             if is_outage(err):
-                # Recorded by an older version (or by code that records whatever it catches).
-                # Raised as it is, it would pause the workflow again at every replay, forever.
-                raise DBOSStorageError(
-                    f"step {self.record.function_name!r} recorded a database outage as its "
-                    f"error: {err}"
-                ) from err
+                raise decide.recorded_outage_error(self.record.function_name, err) from err
             raise err
         return self.runtime.codec.decode(
             self.record.output, f"the output of step {self.record.function_name!r}"
@@ -55,13 +48,9 @@ def replay_or_check(
     """The recorded outcome of this step, or None after checking the workflow may go on."""
     record = ctx.recorded.get(function_id)
     if record is not None:
-        if record.function_name != name:
-            raise DBOSUnexpectedStepError(
-                f"workflow {ctx.workflow_id!r} recorded step {function_id} as "
-                f"{record.function_name!r}, but this execution called {name!r} there (the "
-                "workflow is not deterministic, or its code changed since it started; fork it "
-                "onto the new code with DBOS.fork_workflow)"
-            )
+        decision = decide.replay_decision(record.function_name, name)
+        if decision is Replay.MISMATCH:
+            raise decide.unexpected_step(ctx.workflow_id, function_id, record.function_name, name)
         return Replayed(runtime, record)
     runtime.check_may_continue(ctx)
     return None
@@ -95,29 +84,28 @@ class StepCall:
 
     def failed(self, exc: BaseException) -> float | None:
         """Record a failed attempt; returns the delay before the next try, or None to stop."""
-        if is_outage(exc):
+        outcome = decide.after_failure(
+            self.options,
+            self.attempt,
+            outage=is_outage(exc),
+            cancelled=self.ctx.cancel_event.is_set(),
+            rand=random.random,
+        )
+        if outcome.verdict is RetryVerdict.OUTAGE:
             # No attempt of the step's own: it stops here, unrecorded, and the workflow pauses
             # (see ``finish``) and runs it again once the database is back.
             self.error = exc
             return None
         self.errors.append(exc)
-        opts = self.options
-        if opts.retries_allowed and self.attempt < opts.max_attempts:
-            if self.ctx.cancel_event.is_set():
-                self.error = DBOSWorkflowCancelledError(
-                    f"workflow {self.ctx.workflow_id!r} was cancelled while step {self.name!r} "
-                    "was retrying"
-                )
-                return None
-            delay = opts.interval_seconds * (opts.backoff_rate ** (self.attempt - 1))
-            self.attempt += 1
-            self.ctx.step_attempt = self.attempt
-            return delay * (0.9 + 0.2 * random.random())
-        if opts.retries_allowed:
-            self.error = DBOSMaxStepRetriesExceeded(
-                f"step {self.name!r} failed {opts.max_attempts} times; last error: "
-                f"{type(exc).__name__}: {exc}",
-                list(self.errors),
+        if outcome.verdict is RetryVerdict.RETRY:
+            assert outcome.next_attempt is not None
+            self.attempt = self.ctx.step_attempt = outcome.next_attempt
+            return outcome.delay_seconds
+        if outcome.verdict is RetryVerdict.CANCELLED:
+            self.error = decide.cancelled_while_retrying(self.ctx.workflow_id, self.name)
+        elif outcome.verdict is RetryVerdict.EXHAUSTED:
+            self.error = decide.retries_exhausted(
+                self.name, self.options.max_attempts, exc, self.errors
             )
         else:
             self.error = exc
@@ -129,11 +117,10 @@ class StepCall:
         The write waits out a database outage (until shutdown): the workflow pauses here.
         """
         self.ctx.in_step = False
-        if self.error is not None and (self.runtime.stopping.is_set() or is_outage(self.error)):
-            # A failure during shutdown is likely the shutdown itself, and a database outage is
-            # no outcome of the step; recording either would make a replay raise a false error.
-            # The step runs again (after a restart, or once the database is back) instead.
-            raise self.error
+        if self.error is not None and not decide.failure_recordable(
+            outage=is_outage(self.error), stopping=self.runtime.stopping.is_set()
+        ):
+            raise self.error  # it runs again, after a restart or once the database is back
         codec = self.runtime.codec
         output = error = None
         if self.error is None:
