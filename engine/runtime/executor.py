@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from engine.config import ResolvedConfig
+from engine.core.deadlines import deadline_passed
 from engine.core.liveness import (
     ExecutorRecord,
     LivenessObserver,
@@ -453,7 +454,7 @@ class Runtime:
         """Raise if the workflow was cancelled or its deadline passed (checked before each step)."""
         if ctx.cancel_event.is_set():
             raise DBOSWorkflowCancelledError(f"workflow {ctx.workflow_id!r} was cancelled")
-        if ctx.deadline_ms is not None and self.now_ms() >= ctx.deadline_ms:
+        if deadline_passed(self.now_ms(), ctx.deadline_ms):
             self.cancel(ctx.workflow_id)
             raise DBOSWorkflowCancelledError(f"workflow {ctx.workflow_id!r} timed out")
 
@@ -627,11 +628,7 @@ class Runtime:
             return
         now = self.now_ms()
         for wf_id, ctx in active.items():
-            if (
-                ctx.deadline_ms is not None
-                and now >= ctx.deadline_ms
-                and not ctx.cancel_event.is_set()
-            ):
+            if deadline_passed(now, ctx.deadline_ms) and not ctx.cancel_event.is_set():
                 self.cancel(wf_id)
         for wf_id in self.store.cancelled_among(list(active)):
             active[wf_id].cancel_event.set()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from engine.core.deadlines import deadline_at
 from engine.error import DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
 from engine.runtime.context import consume_workflow_id
 from engine.runtime.registry import REGISTRY
@@ -188,7 +189,8 @@ def fork_row(
         recovery_attempts=0 if queued else 1,
         queue_name=queue_name,
         timeout_ms=source.timeout_ms,
-        deadline_epoch_ms=now + source.timeout_ms if source.timeout_ms and not queued else None,
+        # Queued: the clock starts at dequeue (the queue worker sets the deadline then).
+        deadline_epoch_ms=None if queued else deadline_at(now, source.timeout_ms),
         started_at_epoch_ms=None if queued else now,
     )
     runtime.store.fork_workflow(source, new_row, start_step)
