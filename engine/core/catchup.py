@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
 from engine.core.cron import CronSchedule
@@ -23,10 +23,12 @@ __all__ = [
     "MIN_TICK_SPACING_SECONDS",
     "CatchupPlan",
     "CatchupPolicy",
+    "Overlap",
     "OverlapPolicy",
     "backfill_ticks",
     "fell_behind",
     "missed_ticks",
+    "overlap_action",
     "parse_catchup_policy",
     "parse_overlap_policy",
     "plan_catchup",
@@ -360,3 +362,27 @@ def _too_long_message(
         f"(MAX_BACKFILL_TICKS): use a shorter range, e.g. end it at {last_allowed.isoformat()}, "
         "and backfill the rest in further requests"
     )
+
+
+class Overlap(Enum):
+    """What to do with a due tick (see :func:`overlap_action`)."""
+
+    START = "start"
+    SKIP = "skip"
+    HOLD = "hold"
+    CANCEL_AND_START = "cancel_and_start"
+
+
+def overlap_action(policy: OverlapPolicy, running: bool, held: int) -> Overlap:
+    """What to do with a due tick, given whether the previous run still goes and how many wait."""
+    if policy is OverlapPolicy.ALLOW:
+        return Overlap.START
+    if policy is OverlapPolicy.CANCEL_OTHER:
+        return Overlap.CANCEL_AND_START if running else Overlap.START
+    if policy is OverlapPolicy.SKIP:
+        return Overlap.SKIP if running else Overlap.START
+    if not running and held == 0:
+        return Overlap.START
+    if policy is OverlapPolicy.BUFFER_ONE and held >= 1:
+        return Overlap.SKIP
+    return Overlap.HOLD

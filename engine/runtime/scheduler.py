@@ -19,14 +19,15 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.core.catchup import (
     CatchupPlan,
     CatchupPolicy,
+    Overlap,
     OverlapPolicy,
     fell_behind,
+    overlap_action,
     plan_catchup,
 )
 from engine.core.cron import deterministic_jitter, tick_workflow_id
@@ -153,28 +154,6 @@ def clear_scheduled() -> None:
 
 
 # -- the scheduler --------------------------------------------------------------------------------
-
-
-class Overlap(Enum):
-    START = "start"
-    SKIP = "skip"
-    HOLD = "hold"
-    CANCEL_AND_START = "cancel_and_start"
-
-
-def overlap_action(policy: OverlapPolicy, running: bool, held: int) -> Overlap:
-    """What to do with a due tick, given whether the previous run still goes and how many wait."""
-    if policy is OverlapPolicy.ALLOW:
-        return Overlap.START
-    if policy is OverlapPolicy.CANCEL_OTHER:
-        return Overlap.CANCEL_AND_START if running else Overlap.START
-    if policy is OverlapPolicy.SKIP:
-        return Overlap.SKIP if running else Overlap.START
-    if not running and held == 0:
-        return Overlap.START
-    if policy is OverlapPolicy.BUFFER_ONE and held >= 1:
-        return Overlap.SKIP
-    return Overlap.HOLD
 
 
 @dataclass

@@ -21,7 +21,7 @@ import pytest
 
 import engine.dbos
 from engine import DBOS, DBOSClient
-from engine.core.catchup import MAX_BACKFILL_TICKS, OverlapPolicy
+from engine.core.catchup import MAX_BACKFILL_TICKS, Overlap, OverlapPolicy, overlap_action
 from engine.error import (
     DBOSInvalidArgumentError,
     DBOSInvalidCrontabError,
@@ -30,12 +30,10 @@ from engine.error import (
 from engine.runtime import scheduler
 from engine.runtime.executor import Runtime
 from engine.runtime.scheduler import (
-    Overlap,
     ScheduleDefinition,
     backfill_schedule,
     delete_schedule,
     get_scheduler,
-    overlap_action,
     pause_schedule,
     resume_schedule,
     schedule_state,
