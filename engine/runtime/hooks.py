@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from engine.runtime import scheduled
 from engine.runtime.registry import REGISTRY, RegisteredFunction
 
 if TYPE_CHECKING:
@@ -25,9 +26,7 @@ def after_launch(runtime: Runtime) -> None:
 
 
 def scheduled_decorator(cron: str) -> Callable[[F], F]:
-    from engine.runtime import scheduler
-
-    return scheduler.scheduled_decorator(cron)
+    return scheduled.scheduled_decorator(cron)
 
 
 def step_as_workflow(step: RegisteredFunction) -> RegisteredFunction:

@@ -15,7 +15,6 @@ import itertools
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +22,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.core.catchup import (
     CatchupPlan,
-    CatchupPolicy,
     Overlap,
     OverlapPolicy,
     fell_behind,
@@ -33,7 +31,7 @@ from engine.core.catchup import (
 from engine.core.cron import deterministic_jitter, tick_workflow_id
 from engine.error import DBOSInvalidArgumentError, DBOSNotLaunchedError, DBOSStorageError
 from engine.runtime.context import SetWorkflowID, SetWorkflowTimeout
-from engine.runtime.registry import REGISTRY, RegisteredFunction
+from engine.runtime.registry import REGISTRY
 from engine.runtime.schedule_admin import (
     SOURCE_DECORATOR,
     SOURCE_MANAGED,
@@ -41,6 +39,12 @@ from engine.runtime.schedule_admin import (
     ScheduleDefinition,
     ScheduleState,
     trigger_workflow_id,
+)
+from engine.runtime.scheduled import (
+    LIVE_SCHEDULERS,
+    clear_scheduled,
+    scheduled_definitions,
+    unregister_scheduled,
 )
 from engine.runtime.starting import (
     PreparedStart,
@@ -101,58 +105,6 @@ CAUSE_FAILED_PASS = "failed pass"
 CAUSE_STALL = "stall"
 
 
-# -- @DBOS.scheduled ------------------------------------------------------------------------------
-
-_DECORATED: dict[str, ScheduleDefinition] = {}
-_LOCK = threading.Lock()
-
-
-def scheduled_decorator(cron: str) -> Callable[[F], F]:
-    """``@DBOS.scheduled(cron)``: validated now (a bad crontab raises at decoration time)."""
-    from engine.core.cron import CronSchedule
-
-    CronSchedule.parse(cron)
-
-    def decorate(func: F) -> F:
-        fn = getattr(func, "__keeptime_function__", None)
-        if not isinstance(fn, RegisteredFunction) or fn.kind != "workflow":
-            raise DBOSInvalidArgumentError(
-                "@DBOS.scheduled must be placed above @DBOS.workflow() "
-                f"(on {getattr(func, '__qualname__', func)!r})"
-            )
-        definition = ScheduleDefinition(
-            name=fn.name,
-            cron=cron,
-            workflow_name=fn.name,
-            catchup=CatchupPolicy.NONE,
-            overlap=OverlapPolicy.ALLOW,
-        )
-        with _LOCK:
-            _DECORATED[fn.name] = definition
-        return func
-
-    return decorate
-
-
-def scheduled_definitions() -> list[ScheduleDefinition]:
-    with _LOCK:
-        return list(_DECORATED.values())
-
-
-def unregister_scheduled(name: str) -> None:
-    """Forget one ``@DBOS.scheduled`` workflow (tests); running schedulers drop it at once."""
-    with _LOCK:
-        _DECORATED.pop(name, None)
-    for scheduler in list(_LIVE_SCHEDULERS):
-        scheduler.drop(name, SOURCE_DECORATOR)
-
-
-def clear_scheduled() -> None:
-    """Forget every ``@DBOS.scheduled`` workflow (tests)."""
-    for definition in scheduled_definitions():
-        unregister_scheduled(definition.name)
-
-
 # -- the scheduler --------------------------------------------------------------------------------
 
 
@@ -185,10 +137,6 @@ class _PreparedTick:
 
 
 _Due = tuple[_Entry, datetime, int]  # (schedule, nominal tick, timer seq)
-
-# The running schedulers, so @DBOS.scheduled changes reach them; each runtime holds its own as
-# ``runtime.scheduler``. Weak: a destroyed runtime's scheduler goes with it.
-_LIVE_SCHEDULERS: weakref.WeakSet[Scheduler] = weakref.WeakSet()
 
 
 class Scheduler:
@@ -229,7 +177,7 @@ class Scheduler:
         self.runtime.stop_listeners.append(self.wake)
         self.runtime.finish_listeners.append(self._on_finish)
         self.runtime.scheduler = self
-        _LIVE_SCHEDULERS.add(self)
+        LIVE_SCHEDULERS.add(self)
         self.runtime.spawn("keeptime-scheduler", self.run)
 
     def wake(self) -> None:
@@ -259,7 +207,7 @@ class Scheduler:
                 self._wake.wait(wait)
                 self._wake.clear()
         finally:
-            _LIVE_SCHEDULERS.discard(self)
+            LIVE_SCHEDULERS.discard(self)
 
     # -- definitions ------------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ IN_FLIGHT_TICK_SECONDS = 1.5
 # Per-second ticks resume within this long after the server is back: the catch-up is retried
 # every second, and the next future tick follows.
 TICKS_RESUME_SECONDS = 4.0
-CATCHUP_POLICY = "none"  # @DBOS.scheduled's (engine/runtime/scheduler.py, scheduled_decorator)
+CATCHUP_POLICY = "none"  # @DBOS.scheduled's (engine/runtime/scheduled.py, scheduled_decorator)
 
 
 @dataclass
