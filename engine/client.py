@@ -6,15 +6,18 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Generator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from sqlalchemy import Engine
 
+from engine import schedules_api as sa
 from engine.error import DBOSInvalidArgumentError
 from engine.handles import WorkflowHandle, WorkflowHandleAsync
 from engine.runtime import management, messaging, results
 from engine.runtime.context import SetWorkflowID
 from engine.runtime.internal_queue import INTERNAL_QUEUE_NAME
+from engine.runtime.schedule_admin import ScheduleAdmin
 from engine.serialization import Codec, PickleSerializer, Serializer
 from engine.status import StepInfo, WorkflowStatus
 from engine.storage.database import Database, parse_database_url
@@ -286,3 +289,117 @@ class DBOSClient:
             self._as_runtime(), workflow_id, start_step, application_version, INTERNAL_QUEUE_NAME
         )
         return WorkflowHandle(self._as_runtime(), new_id)
+
+    # -- the schedule registry (engine/schedules_api.py) -------------------------------------------
+    # Writes go to the database only: a running DBOS installs a schedule created here at its next
+    # registry change (docs/scheduling.md). Pause, resume, trigger and backfill act at once.
+
+    def create_schedule(
+        self,
+        *,
+        schedule_name: str,
+        workflow_name: str,
+        schedule: str,
+        context: Any = None,
+        automatic_backfill: bool = False,
+        cron_timezone: str | None = None,
+        queue_name: str | None = None,
+        **options: Any,
+    ) -> None:
+        """``DBOS.create_schedule`` with the workflow named by ``workflow_name``; raises
+        DBOSInvalidArgumentError if the name exists."""
+        definition = sa.build(
+            schedule_name=schedule_name,
+            workflow_name=workflow_name,
+            schedule=schedule,
+            context=context,
+            automatic_backfill=automatic_backfill,
+            cron_timezone=cron_timezone,
+            queue_name=queue_name,
+            **options,
+        )
+        sa.client_create(self, definition)
+
+    async def create_schedule_async(self, **kwargs: Any) -> None:
+        """Async ``create_schedule``."""
+        await asyncio.to_thread(lambda: self.create_schedule(**kwargs))
+
+    def list_schedules(
+        self,
+        *,
+        status: str | list[str] | None = None,
+        workflow_name: str | list[str] | None = None,
+        schedule_name_prefix: str | list[str] | None = None,
+    ) -> list[sa.WorkflowSchedule]:
+        """``DBOS.list_schedules``, from the client."""
+        admin = ScheduleAdmin.from_client(self)
+        return sa.list_schedules(admin, status, workflow_name, schedule_name_prefix)
+
+    async def list_schedules_async(self, **kwargs: Any) -> list[sa.WorkflowSchedule]:
+        """Async ``list_schedules``."""
+        return await asyncio.to_thread(lambda: self.list_schedules(**kwargs))
+
+    def get_schedule(self, name: str) -> sa.WorkflowSchedule | None:
+        """``DBOS.get_schedule``, from the client."""
+        return sa.get_schedule(ScheduleAdmin.from_client(self), name)
+
+    async def get_schedule_async(self, name: str) -> sa.WorkflowSchedule | None:
+        """Async ``get_schedule``."""
+        return await asyncio.to_thread(self.get_schedule, name)
+
+    def delete_schedule(self, name: str) -> None:
+        """``DBOS.delete_schedule``, from the client (running schedulers drop it at their next
+        schedule change)."""
+        sa.client_delete(self, name)
+
+    async def delete_schedule_async(self, name: str) -> None:
+        """Async ``delete_schedule``."""
+        await asyncio.to_thread(self.delete_schedule, name)
+
+    def pause_schedule(self, name: str) -> None:
+        """``DBOS.pause_schedule``, from the client: running schedulers see it at the next tick."""
+        sa.pause(name, self)
+
+    async def pause_schedule_async(self, name: str) -> None:
+        """Async ``pause_schedule``."""
+        await asyncio.to_thread(self.pause_schedule, name)
+
+    def resume_schedule(self, name: str) -> None:
+        """``DBOS.resume_schedule``, from the client."""
+        sa.resume(name, self)
+
+    async def resume_schedule_async(self, name: str) -> None:
+        """Async ``resume_schedule``."""
+        await asyncio.to_thread(self.resume_schedule, name)
+
+    def apply_schedules(self, schedules: list[sa.ClientScheduleInput]) -> None:
+        """``DBOS.apply_schedules`` with ``workflow_name`` instead of ``workflow_fn``: one write,
+        nothing changes if an entry is invalid."""
+        sa.client_apply(self, sa.from_entries(schedules, "workflow_name", sa.build))
+
+    async def apply_schedules_async(self, schedules: list[sa.ClientScheduleInput]) -> None:
+        """Async ``apply_schedules``."""
+        await asyncio.to_thread(self.apply_schedules, schedules)
+
+    def backfill_schedule(
+        self, schedule_name: str, start: datetime, end: datetime
+    ) -> list[WorkflowHandle[None]]:
+        """``DBOS.backfill_schedule``, from the client: the runs are ENQUEUED for an executor."""
+        ids = sa.backfill(schedule_name, start, end, self)
+        return [WorkflowHandle(self._as_runtime(), i) for i in ids]
+
+    async def backfill_schedule_async(
+        self, schedule_name: str, start: datetime, end: datetime
+    ) -> list[WorkflowHandleAsync[None]]:
+        """Async ``backfill_schedule``."""
+        ids = await asyncio.to_thread(sa.backfill, schedule_name, start, end, self)
+        return [WorkflowHandleAsync(self._as_runtime(), i) for i in ids]
+
+    def trigger_schedule(self, schedule_name: str) -> WorkflowHandle[None]:
+        """``DBOS.trigger_schedule``, from the client: the run is ENQUEUED for an executor."""
+        return WorkflowHandle(self._as_runtime(), sa.trigger(schedule_name, self))
+
+    async def trigger_schedule_async(self, schedule_name: str) -> WorkflowHandleAsync[None]:
+        """Async ``trigger_schedule``."""
+        workflow_id = await asyncio.to_thread(sa.trigger, schedule_name, self)
+        return WorkflowHandleAsync(self._as_runtime(), workflow_id)

@@ -9,8 +9,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Generator
+from datetime import datetime
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
+from engine import schedules_api as sa
 from engine.config import DBOSConfig, ResolvedConfig, resolve_config
 from engine.error import (
     DBOSConfigError,
@@ -31,6 +33,7 @@ from engine.runtime.registry import (
     owning_class_name,
     qualified_name,
 )
+from engine.runtime.schedule_admin import ScheduleDefinition
 from engine.runtime.starting import bound_instance, split_call
 from engine.status import StepInfo, WorkflowStatus
 from engine.storage.migrations import drop_system_tables, migrate_system_database
@@ -746,6 +749,132 @@ class DBOS(metaclass=_DBOSMeta):
         )
         return WorkflowHandleAsync(runtime, wf_id)
 
+    # -- the schedule registry (engine/schedules_api.py; docs/scheduling.md) -----------------------
+
+    @classmethod
+    def create_schedule(
+        cls,
+        *,
+        schedule_name: str,
+        workflow_fn: Callable[..., Any],
+        schedule: str,
+        context: Any = None,
+        automatic_backfill: bool = False,
+        cron_timezone: str | None = None,
+        queue_name: str | None = None,
+        **options: Any,
+    ) -> None:
+        """Create a durable cron schedule running ``workflow_fn(scheduled_time, actual_time,
+        context)`` at each tick. Keeptime options: ``catchup``, ``catchup_window_seconds``,
+        ``max_catchup``, ``overlap``, ``jitter_seconds``, ``timeout_seconds``. Raises
+        DBOSInvalidArgumentError if the name exists, the function is no workflow or an option is
+        invalid (DBOSInvalidCrontabError for a bad cron)."""
+        options.update(context=context, automatic_backfill=automatic_backfill)
+        options.update(cron_timezone=cron_timezone, queue_name=queue_name)
+        sa.create(_schedule(schedule_name, workflow_fn, schedule, options))
+
+    @classmethod
+    async def create_schedule_async(cls, **kwargs: Any) -> None:
+        """Async ``create_schedule`` (same keyword arguments)."""
+        await asyncio.to_thread(lambda: cls.create_schedule(**kwargs))
+
+    @classmethod
+    def list_schedules(
+        cls,
+        *,
+        status: str | list[str] | None = None,
+        workflow_name: str | list[str] | None = None,
+        schedule_name_prefix: str | list[str] | None = None,
+    ) -> list[sa.WorkflowSchedule]:
+        """Every stored schedule (``@DBOS.scheduled`` ones included) as ``WorkflowSchedule``
+        dicts, filtered by status (``ACTIVE``/``PAUSED``), workflow name or name prefix."""
+        return sa.list_schedules(sa.running_admin(), status, workflow_name, schedule_name_prefix)
+
+    @classmethod
+    async def list_schedules_async(cls, **kwargs: Any) -> list[sa.WorkflowSchedule]:
+        """Async ``list_schedules``."""
+        return await asyncio.to_thread(lambda: cls.list_schedules(**kwargs))
+
+    @classmethod
+    def get_schedule(cls, name: str) -> sa.WorkflowSchedule | None:
+        """The schedule named ``name`` as a ``WorkflowSchedule``, or None if there is none."""
+        return sa.get_schedule(sa.running_admin(), name)
+
+    @classmethod
+    async def get_schedule_async(cls, name: str) -> sa.WorkflowSchedule | None:
+        """Async ``get_schedule``."""
+        return await asyncio.to_thread(cls.get_schedule, name)
+
+    @classmethod
+    def delete_schedule(cls, name: str) -> None:
+        """Delete a schedule: it stops firing. No-op if it does not exist; raises
+        DBOSInvalidArgumentError for a ``@DBOS.scheduled`` one."""
+        sa.delete(name)
+
+    @classmethod
+    async def delete_schedule_async(cls, name: str) -> None:
+        """Async ``delete_schedule``."""
+        await asyncio.to_thread(cls.delete_schedule, name)
+
+    @classmethod
+    def pause_schedule(cls, name: str) -> None:
+        """Durably pause a schedule: it does not fire until resumed. Raises
+        DBOSInvalidArgumentError for an unknown name."""
+        sa.pause(name)
+
+    @classmethod
+    async def pause_schedule_async(cls, name: str) -> None:
+        """Async ``pause_schedule``."""
+        await asyncio.to_thread(cls.pause_schedule, name)
+
+    @classmethod
+    def resume_schedule(cls, name: str) -> None:
+        """Resume a paused schedule; ticks that came due while paused do not run."""
+        sa.resume(name)
+
+    @classmethod
+    async def resume_schedule_async(cls, name: str) -> None:
+        """Async ``resume_schedule``."""
+        await asyncio.to_thread(cls.resume_schedule, name)
+
+    @classmethod
+    def apply_schedules(cls, schedules: list[sa.ScheduleInput]) -> None:
+        """Create or replace these schedules in one write (others are kept). Every entry is
+        validated first: if one is invalid, nothing changes."""
+        sa.apply(sa.from_entries(schedules, "workflow_fn", _schedule_from_entry))
+
+    @classmethod
+    async def apply_schedules_async(cls, schedules: list[sa.ScheduleInput]) -> None:
+        """Async ``apply_schedules``."""
+        await asyncio.to_thread(cls.apply_schedules, schedules)
+
+    @classmethod
+    def backfill_schedule(
+        cls, schedule_name: str, start: datetime, end: datetime
+    ) -> list[WorkflowHandle[None]]:
+        """Enqueue each tick strictly between ``start`` and ``end`` under its tick ID (ticks that
+        already ran run nothing new); returns their handles."""
+        ids = sa.backfill(schedule_name, start, end)
+        return [WorkflowHandle(_runtime(), i) for i in ids]
+
+    @classmethod
+    async def backfill_schedule_async(
+        cls, schedule_name: str, start: datetime, end: datetime
+    ) -> list[WorkflowHandleAsync[None]]:
+        """Async ``backfill_schedule``."""
+        ids = await asyncio.to_thread(sa.backfill, schedule_name, start, end)
+        return [WorkflowHandleAsync(_runtime(), i) for i in ids]
+
+    @classmethod
+    def trigger_schedule(cls, schedule_name: str) -> WorkflowHandle[None]:
+        """Run the schedule's workflow once now, outside its ticks; returns its handle."""
+        return WorkflowHandle(_runtime(), sa.trigger(schedule_name))
+
+    @classmethod
+    async def trigger_schedule_async(cls, schedule_name: str) -> WorkflowHandleAsync[None]:
+        """Async ``trigger_schedule``."""
+        return WorkflowHandleAsync(_runtime(), await asyncio.to_thread(sa.trigger, schedule_name))
+
 
 class DBOSConfiguredInstance:
     """Base for classes whose workflow methods must be recoverable: names the instance."""
@@ -870,3 +999,27 @@ def _check_seconds(seconds: float, what: str) -> None:
         raise DBOSInvalidArgumentError(
             f"{what} needs a non-negative number of seconds, got {seconds!r}"
         )
+
+
+def _scheduled_workflow_name(func: Callable[..., Any]) -> str:
+    fn = getattr(func, "__keeptime_function__", None)
+    if not isinstance(fn, RegisteredFunction) or fn.kind != "workflow":
+        raise DBOSInvalidArgumentError(
+            f"{qualified_name(func)!r} cannot be scheduled: pass a function decorated with "
+            "@DBOS.workflow()"
+        )
+    return fn.name
+
+
+def _schedule(
+    name: str, func: Callable[..., Any], cron: str, options: dict[str, Any]
+) -> ScheduleDefinition:
+    return sa.build_from_fn(
+        _scheduled_workflow_name, schedule_name=name, workflow_fn=func, schedule=cron, **options
+    )
+
+
+def _schedule_from_entry(
+    *, schedule_name: str, workflow_fn: Callable[..., Any], schedule: str, **options: Any
+) -> ScheduleDefinition:
+    return _schedule(schedule_name, workflow_fn, schedule, options)
