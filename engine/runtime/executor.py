@@ -35,7 +35,7 @@ from engine.runtime.context import (
 )
 from engine.runtime.dispatch import RunDispatcher
 from engine.runtime.identity import claim_executor_id, holder_process_runs, this_process
-from engine.runtime.registry import REGISTRY, RegisteredFunction
+from engine.runtime.registry import REGISTRY, RegisteredFunction, StepOptions
 from engine.runtime.starting import (
     PreparedStart,
     QueuePlacement,
@@ -507,8 +507,6 @@ class Runtime:
         ctx = current_workflow()
         if ctx is None or ctx.in_step:
             return action()
-        from engine.runtime.registry import StepOptions
-
         with waiting_out_outages(self._stop):
             call = StepCall(self, ctx, name, StepOptions())
             replayed = call.begin()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.runtime import scheduled
+from engine.runtime import queue_worker, scheduled, scheduler
 from engine.runtime.registry import REGISTRY, RegisteredFunction
 
 if TYPE_CHECKING:
@@ -15,11 +15,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def after_launch(runtime: Runtime) -> None:
-    from engine.runtime import queue_worker, scheduler
-
     queue_worker.start(runtime)
     scheduler.start(runtime)
     if runtime.config.run_admin_server:
+        # Imported only when asked for: the HTTP stack is the heaviest import of the engine.
         from engine.admin import start_embedded
 
         start_embedded(runtime)

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from engine.queue import registered_queues
+from engine.runtime import messaging
 from engine.runtime.registry import REGISTRY, STEP_WORKFLOW_PREFIX
 from engine.runtime.wakeups import Waiter
 from engine.storage.database import OUTAGE_ERRORS, waiting_out_outages
@@ -102,8 +104,6 @@ class QueueWorker:
         if self.runtime.db.is_sqlite:
             yield
             return
-        from engine.runtime import messaging
-
         wakeups = messaging.state(self.runtime)
         key = QUEUE_WAKEUP_PREFIX + (self.runtime.db.schema or "")
         with wakeups.hub.watching(key, Waiter(event=self.event)):
@@ -140,8 +140,6 @@ class QueueWorker:
 
     def poll(self, everything: bool = True) -> int:
         """Claim and start what the limits allow; returns how many workflows started."""
-        from engine.queue import registered_queues
-
         now = self.last_poll = time.monotonic()
         queues = {q.name: q for q in registered_queues()}
         for name in list(self.due):

@@ -30,6 +30,7 @@ from engine.core.catchup import (
 )
 from engine.core.cron import deterministic_jitter, tick_workflow_id
 from engine.error import DBOSInvalidArgumentError, DBOSNotLaunchedError, DBOSStorageError
+from engine.runtime import queue_worker
 from engine.runtime.context import SetWorkflowID, SetWorkflowTimeout
 from engine.runtime.registry import REGISTRY
 from engine.runtime.schedule_admin import (
@@ -728,8 +729,6 @@ def _log_plan(name: str, plan: CatchupPlan, cause: str) -> None:
 
 
 def _wake_queues(runtime: Runtime) -> None:
-    from engine.runtime import queue_worker
-
     queue_worker.wake(runtime)
 
 
