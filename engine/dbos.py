@@ -764,8 +764,8 @@ class DBOS(metaclass=_DBOSMeta):
         queue_name: str | None = None,
         **options: Any,
     ) -> None:
-        """Create a durable cron schedule running ``workflow_fn(scheduled_time, actual_time,
-        context)`` at each tick. Keeptime options: ``catchup``, ``catchup_window_seconds``,
+        """Create a durable cron schedule running ``workflow_fn(scheduled_time, context)`` at
+        each tick; every launched process installs it, also after a restart. Keeptime options: ``catchup``, ``catchup_window_seconds``,
         ``max_catchup``, ``overlap``, ``jitter_seconds``, ``timeout_seconds``. Raises
         DBOSInvalidArgumentError if the name exists, the function is no workflow or an option is
         invalid (DBOSInvalidCrontabError for a bad cron)."""

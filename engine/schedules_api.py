@@ -18,7 +18,7 @@ from engine.error import DBOSInvalidArgumentError, DBOSInvalidCrontabError
 from engine.runtime import scheduler as sched
 from engine.runtime.schedule_admin import (
     SOURCE_DECORATOR,
-    SOURCE_MANAGED,
+    SOURCE_REGISTRY,
     ScheduleAdmin,
     ScheduleDefinition,
 )
@@ -132,8 +132,7 @@ def build(
 ) -> ScheduleDefinition:
     """The definition behind a registry schedule. Reference defaults: every tick runs (overlap
     ``allow``), missed ticks are skipped unless ``automatic_backfill`` (catch-up ``none``, or
-    ``all``); an explicit ``catchup`` wins. The workflow gets ``(scheduled_time, actual_time,
-    context)``."""
+    ``all``); an explicit ``catchup`` wins. The workflow gets ``(scheduled_time, context)``."""
     if not isinstance(automatic_backfill, bool):
         raise DBOSInvalidArgumentError(
             f"automatic_backfill must be True or False, got {automatic_backfill!r}"
@@ -154,6 +153,7 @@ def build(
             queue_name=queue_name,
             timeout_seconds=timeout_seconds,
             args=(context,),
+            pass_actual_time=False,
         )
     except DBOSInvalidCrontabError as exc:
         raise DBOSInvalidCrontabError(
@@ -279,11 +279,11 @@ def _existing(admin: ScheduleAdmin, name: str) -> ScheduleRow:
 # -- changing (a launched DBOS: through its scheduler) ---------------------------------------------
 
 
-def _managed(store: ScheduleStore, codec: Codec) -> dict[str, ScheduleDefinition]:
+def _registry(store: ScheduleStore, codec: Codec) -> dict[str, ScheduleDefinition]:
     return {
         row.name: ScheduleDefinition.from_row(row, codec)
         for row in store.list_all()
-        if row.source == SOURCE_MANAGED
+        if row.source == SOURCE_REGISTRY
     }
 
 
@@ -308,17 +308,17 @@ def create(definition: ScheduleDefinition) -> None:
     scheduler = sched.get_scheduler()
     store = scheduler.admin.schedules
     _refuse_duplicate(store, definition.name)
-    managed = _managed(store, scheduler.admin.codec)
-    scheduler.set_managed([*managed.values(), definition])
+    managed = _registry(store, scheduler.admin.codec)
+    scheduler.set_managed([*managed.values(), definition], SOURCE_REGISTRY)
 
 
 def apply(definitions: Sequence[ScheduleDefinition]) -> None:
     scheduler = sched.get_scheduler()
     store = scheduler.admin.schedules
     _refuse_decorated(store, (d.name for d in definitions))
-    managed = _managed(store, scheduler.admin.codec)
+    managed = _registry(store, scheduler.admin.codec)
     managed.update({d.name: d for d in definitions})
-    scheduler.set_managed(list(managed.values()))
+    scheduler.set_managed(list(managed.values()), SOURCE_REGISTRY)
 
 
 def delete(name: str) -> None:
@@ -327,11 +327,11 @@ def delete(name: str) -> None:
     row = store.get(name)
     if row is None:
         return
-    if row.source != SOURCE_MANAGED:
+    if row.source != SOURCE_REGISTRY:
         _refuse_decorated(store, [name])
-    managed = _managed(store, scheduler.admin.codec)
+    managed = _registry(store, scheduler.admin.codec)
     managed.pop(name, None)
-    scheduler.set_managed(list(managed.values()))
+    scheduler.set_managed(list(managed.values()), SOURCE_REGISTRY)
 
 
 def running_admin() -> ScheduleAdmin:
@@ -372,13 +372,13 @@ def backfill(
 def client_create(client: DBOSClient, definition: ScheduleDefinition) -> None:
     store = ScheduleStore(client.store)
     _refuse_duplicate(store, definition.name)
-    store.register([definition.registration(SOURCE_MANAGED, client.codec)])
+    store.register([definition.registration(SOURCE_REGISTRY, client.codec)])
 
 
 def client_apply(client: DBOSClient, definitions: Sequence[ScheduleDefinition]) -> None:
     store = ScheduleStore(client.store)
     _refuse_decorated(store, (d.name for d in definitions))
-    store.register([d.registration(SOURCE_MANAGED, client.codec) for d in definitions])
+    store.register([d.registration(SOURCE_REGISTRY, client.codec) for d in definitions])
 
 
 def client_delete(client: DBOSClient, name: str) -> None:
@@ -386,6 +386,6 @@ def client_delete(client: DBOSClient, name: str) -> None:
     row = store.get(name)
     if row is None:
         return
-    if row.source != SOURCE_MANAGED:
+    if row.source != SOURCE_REGISTRY:
         _refuse_decorated(store, [name])
     store.delete(name)

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 SOURCE_DECORATOR = "decorator"
 SOURCE_MANAGED = "managed"
+#: Schedules of the public registry API (DBOS.create_schedule...): stored, and installed by every
+#: launched scheduler from the database (engine.schedules_api).
+SOURCE_REGISTRY = "registry"
 DEFAULT_MAX_CATCHUP = 10
 
 
@@ -68,6 +71,9 @@ class ScheduleDefinition:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     #: Paused by configuration. The durable pause flag (pause/resume) is separate; either pauses.
     paused: bool = False
+    #: Whether the workflow gets ``actual_time`` after ``scheduled_time`` (False for the registry
+    #: API, whose workflows take ``(scheduled_time, context)`` as in the reference).
+    pass_actual_time: bool = True
     schedule: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -127,6 +133,7 @@ class ScheduleDefinition:
                 "queue_name": self.queue_name,
                 "timeout_seconds": self.timeout_seconds,
                 "paused": self.paused,
+                **({} if self.pass_actual_time else {"pass_actual_time": False}),
             },
             sort_keys=True,
         )
@@ -151,6 +158,8 @@ class ScheduleDefinition:
     def tick_inputs(
         self, scheduled: datetime, actual: datetime
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if not self.pass_actual_time:
+            return (scheduled, *self.args), dict(self.kwargs)
         return (scheduled, actual, *self.args), dict(self.kwargs)
 
 

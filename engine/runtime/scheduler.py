@@ -36,6 +36,7 @@ from engine.runtime.registry import REGISTRY
 from engine.runtime.schedule_admin import (
     SOURCE_DECORATOR,
     SOURCE_MANAGED,
+    SOURCE_REGISTRY,
     ScheduleAdmin,
     ScheduleDefinition,
     ScheduleState,
@@ -84,6 +85,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: How often windows opened by other processes (or before a restart) are looked for.
 DEBOUNCE_POLL_SECONDS = 1.0
+#: How often the scheduler re-reads the registry schedules (DBOS.create_schedule and friends), so
+#: that changes made by a client or another process take effect here.
+REGISTRY_SYNC_SECONDS = 2.0
 #: While a schedule has buffered ticks, how often its previous run is checked for completion
 #: (local completions wake the scheduler at once).
 HOLD_RECHECK_SECONDS = 0.5
@@ -156,6 +160,7 @@ class Scheduler:
         self._generations = itertools.count(1)
         self._holding: set[str] = set()
         self._next_debounce_poll = 0.0  # monotonic
+        self._next_registry_sync = 0.0  # monotonic
         # Timers looked at ahead of time, by seq: a prepared tick, or None (decide when due).
         self._prepared: dict[int, _PreparedTick | None] = {}
         self._prepare_cost = _INITIAL_PREPARE_SECONDS_PER_TICK  # measured per tick
@@ -175,6 +180,7 @@ class Scheduler:
             [d.registration(SOURCE_DECORATOR, self.runtime.codec) for d in decorated]
         )
         self._install(decorated, SOURCE_DECORATOR)
+        self._sync_registry()
         self.runtime.stop_listeners.append(self.wake)
         self.runtime.finish_listeners.append(self._on_finish)
         self.runtime.scheduler = self
@@ -212,7 +218,10 @@ class Scheduler:
 
     # -- definitions ------------------------------------------------------------------------------
 
-    def set_managed(self, definitions: Sequence[ScheduleDefinition]) -> None:
+    def set_managed(
+        self, definitions: Sequence[ScheduleDefinition], source: str = SOURCE_MANAGED
+    ) -> None:
+        """Store ``definitions`` as the whole set of ``source`` and install them."""
         names = [d.name for d in definitions]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -227,18 +236,33 @@ class Scheduler:
             )
         codec = self.runtime.codec
         self.schedules.register(
-            [d.registration(SOURCE_MANAGED, codec) for d in definitions],
-            replace_source=SOURCE_MANAGED,
+            [d.registration(source, codec) for d in definitions], replace_source=source
         )
+        self._reconcile(definitions, source)
+
+    def _reconcile(self, definitions: Sequence[ScheduleDefinition], source: str) -> None:
+        """Make the installed schedules of ``source`` these (timers of unchanged ones kept)."""
         with self._lock:
-            current = {n: e for n, e in self._entries.items() if e.source == SOURCE_MANAGED}
-        for name in current.keys() - set(names):
-            self.drop(name, SOURCE_MANAGED)
+            current = {n: e for n, e in self._entries.items() if e.source == source}
+        for name in current.keys() - {d.name for d in definitions}:
+            self.drop(name, source)
         changed = [
             d for d in definitions if (old := current.get(d.name)) is None or old.definition != d
         ]
-        self._install(changed, SOURCE_MANAGED)
+        self._install(changed, source)
         self.wake()
+
+    def _sync_registry(self) -> None:
+        """Install the registry schedules as stored: those created before this launch, and
+        changes made by clients or other processes (at most REGISTRY_SYNC_SECONDS late)."""
+        self._next_registry_sync = time.monotonic() + REGISTRY_SYNC_SECONDS
+        codec = self.runtime.codec
+        stored = [
+            ScheduleDefinition.from_row(row, codec)
+            for row in self.schedules.list_all()
+            if row.source == SOURCE_REGISTRY
+        ]
+        self._reconcile(stored, SOURCE_REGISTRY)
 
     def managed(self) -> list[ScheduleDefinition]:
         with self._lock:
@@ -340,6 +364,8 @@ class Scheduler:
         if time.monotonic() >= self._next_debounce_poll:
             self._poll_windows()
             self._next_debounce_poll = time.monotonic() + DEBOUNCE_POLL_SECONDS
+        if time.monotonic() >= self._next_registry_sync:
+            self._sync_registry()
         if self._holding:
             self._release_holds()
         self._prepare_upcoming()

@@ -13,19 +13,20 @@ import pytest
 
 from engine import DBOS, DBOSClient
 from engine.error import DBOSException, DBOSInvalidArgumentError, DBOSInvalidCrontabError
+from engine.runtime.scheduler import REGISTRY_SYNC_SECONDS, ScheduleDefinition, set_schedules
 
 RUNS: list[tuple[datetime, Any]] = []
 LOCK = threading.Lock()
 
 
 @DBOS.workflow()
-def reg_task(scheduled_time: datetime, actual_time: datetime, context: Any) -> None:
+def reg_task(scheduled_time: datetime, context: Any) -> None:
     with LOCK:
         RUNS.append((scheduled_time, context))
 
 
 @DBOS.step()
-def reg_step(scheduled_time: datetime, actual_time: datetime, context: Any) -> None:
+def reg_step(scheduled_time: datetime, context: Any) -> None:
     pass
 
 
@@ -237,3 +238,49 @@ def test_client_equivalents(dbos: None, db_url: str) -> None:
         assert client.list_schedules() == []
     finally:
         client.destroy()
+
+
+def test_a_schedule_outlives_a_restart(launch: Callable[..., None]) -> None:
+    """Stored, not only installed: a relaunched process fires it without being told again."""
+    launch()
+    DBOS.create_schedule(
+        schedule_name="kept", workflow_fn=reg_task, schedule="* * * * * *", context="kept"
+    )
+    launch()  # DBOS.destroy(), then a new DBOS on the same database
+    with LOCK:
+        RUNS.clear()
+    _wait(lambda: _count("kept") >= 2)
+    assert DBOS.get_schedule("kept") is not None
+
+
+def test_a_client_change_reaches_a_running_process(dbos: None, db_url: str) -> None:
+    """Created, then deleted, from a client: the launched DBOS follows within its sync interval."""
+    client = DBOSClient(system_database_url=db_url)
+    try:
+        client.create_schedule(
+            schedule_name="from-client",
+            workflow_name=reg_task.__keeptime_function__.name,  # type: ignore[attr-defined]
+            schedule="* * * * * *",
+            context="from-client",
+        )
+        _wait(lambda: _count("from-client") >= 2)
+        client.delete_schedule("from-client")
+        time.sleep(REGISTRY_SYNC_SECONDS + 1.5)  # the sync interval, and a run under way
+        settled = _count("from-client")
+        time.sleep(2.5)  # no tick of a deleted schedule fires any more
+        assert _count("from-client") == settled
+    finally:
+        client.destroy()
+
+
+def test_configured_schedules_and_registry_schedules_do_not_replace_each_other(
+    dbos: None,
+) -> None:
+    """The daemon's set_schedules (its config) and the registry API keep separate sets."""
+    DBOS.create_schedule(
+        schedule_name="registry-one", workflow_fn=reg_task, schedule="0 0 * * *", context=1
+    )
+    name = reg_task.__keeptime_function__.name  # type: ignore[attr-defined]
+    set_schedules([ScheduleDefinition(name="config-one", cron="0 0 * * *", workflow_name=name)])
+    set_schedules([])  # the config emptied: its schedules go, the registry's stay
+    assert [s["schedule_name"] for s in DBOS.list_schedules()] == ["registry-one"]
