@@ -765,8 +765,9 @@ class DBOS(metaclass=_DBOSMeta):
         **options: Any,
     ) -> None:
         """Create a durable cron schedule running ``workflow_fn(scheduled_time, context)`` at
-        each tick; every launched process installs it, also after a restart. Keeptime options: ``catchup``, ``catchup_window_seconds``,
-        ``max_catchup``, ``overlap``, ``jitter_seconds``, ``timeout_seconds``. Raises
+        each tick; every launched process installs it, also after a restart. Keeptime options:
+        ``catchup``, ``catchup_window_seconds``, ``max_catchup``, ``overlap``,
+        ``jitter_seconds``, ``timeout_seconds``. Raises
         DBOSInvalidArgumentError if the name exists, the function is no workflow or an option is
         invalid (DBOSInvalidCrontabError for a bad cron)."""
         options.update(context=context, automatic_backfill=automatic_backfill)
