@@ -47,6 +47,10 @@ logger = logging.getLogger("keeptime.engine")
 _instance_lock = threading.Lock()
 
 
+#: How often an async durable sleep looks at its workflow's cancel flag.
+_ASYNC_SLEEP_CANCEL_CHECK_SECONDS = 0.1
+
+
 class _DBOSMeta(type):
     """Class-level properties: ``DBOS.workflow_id`` works on the class, as the spec shows."""
 
@@ -454,11 +458,14 @@ class DBOS(metaclass=_DBOSMeta):
         wake_ms = await asyncio.to_thread(
             runtime.run_internal_step, "DBOS.sleep", lambda: runtime.now_ms() + int(seconds * 1000)
         )
-        remaining = (wake_ms - runtime.now_ms()) / 1000
-        if remaining > 0:
-            cancelled = await asyncio.to_thread(ctx.cancel_event.wait, remaining)
-            if cancelled:
+        # Slept on the event loop, not on a thread: asyncio's default executor has only a
+        # few threads, and a thread held per sleeping workflow would starve it. The cancel
+        # flag is a threading.Event, looked at every CANCEL_CHECK_SECONDS.
+        while (remaining := (wake_ms - runtime.now_ms()) / 1000) > 0:
+            if ctx.cancel_event.is_set():
                 runtime.check_may_continue(ctx)
+                return
+            await asyncio.sleep(min(remaining, _ASYNC_SLEEP_CANCEL_CHECK_SECONDS))
 
     # -- messaging, events, streams ---------------------------------------------------------------
 

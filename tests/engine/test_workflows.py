@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import uuid
@@ -241,6 +242,52 @@ def test_async_workflow_direct_and_started() -> None:
         return direct, result, status.status
 
     assert asyncio.run(main()) == (5, 11, "SUCCESS")
+
+
+@DBOS.workflow()
+async def async_sleeper(seconds: float) -> str:
+    await DBOS.sleep_async(seconds)
+    return "woke"
+
+
+def test_async_durable_sleeps_hold_no_thread() -> None:
+    """As many sleeping async workflows as asyncio's default executor has threads: a to_thread
+    call made meanwhile must not wait for their sleeps to end."""
+    sleepers = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's default size
+
+    async def main() -> tuple[float, list[str]]:
+        handles = [await DBOS.start_workflow_async(async_sleeper, 5.0) for _ in range(sleepers)]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while not all(DBOS.list_workflow_steps(h.workflow_id) for h in handles):
+            assert loop.time() < deadline, "every sleeper recorded its sleep"
+            await asyncio.sleep(0.05)  # the sleepers run on this loop meanwhile
+        await asyncio.sleep(0.2)  # each is past the step, into the sleep itself
+        began = loop.time()
+        await asyncio.wait_for(asyncio.to_thread(lambda: None), timeout=2.0)
+        waited = loop.time() - began
+        return waited, [await h.get_result() for h in handles]
+
+    waited, results = asyncio.run(main())
+    assert results == ["woke"] * sleepers
+    assert waited < 2.0
+
+
+def test_cancelling_a_workflow_ends_its_async_sleep() -> None:
+    async def main() -> BaseException | None:
+        handle = await DBOS.start_workflow_async(async_sleeper, 60.0)
+        await asyncio.sleep(0.3)  # into its sleep (a recorded step comes first)
+        await asyncio.to_thread(DBOS.cancel_workflow, handle.workflow_id)
+        try:
+            await asyncio.wait_for(handle.get_result(), timeout=10)
+        except TimeoutError:
+            raise
+        except Exception as exc:
+            return exc
+        return None
+
+    error = asyncio.run(main())
+    assert error is not None and "cancel" in type(error).__name__.lower()
 
 
 class Counter_(DBOSConfiguredInstance):
