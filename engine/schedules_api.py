@@ -62,56 +62,41 @@ class WorkflowSchedule(TypedDict):
     next_fire_time: datetime | None
 
 
-class ScheduleInput(TypedDict, total=False):
+class _ScheduleOptions(TypedDict, total=False):
+    """The optional keys of an ``apply_schedules`` entry: ``create_schedule``'s keyword
+    arguments."""
+
+    context: Any
+    automatic_backfill: bool
+    cron_timezone: str | None
+    queue_name: str | None
+    catchup: str | None
+    catchup_window_seconds: float | None
+    max_catchup: int | None
+    overlap: str
+    jitter_seconds: float
+    timeout_seconds: float | None
+
+
+class ScheduleInput(_ScheduleOptions, total=False):
     """One entry of ``DBOS.apply_schedules``: ``schedule_name``, ``workflow_fn`` and ``schedule``
     are required; the other keys are ``create_schedule``'s keyword arguments."""
 
     schedule_name: str
     workflow_fn: Callable[..., Any]
     schedule: str
-    context: Any
-    automatic_backfill: bool
-    cron_timezone: str | None
-    queue_name: str | None
-    catchup: str | None
-    catchup_window_seconds: float | None
-    max_catchup: int | None
-    overlap: str
-    jitter_seconds: float
-    timeout_seconds: float | None
 
 
-class ClientScheduleInput(TypedDict, total=False):
+class ClientScheduleInput(_ScheduleOptions, total=False):
     """One entry of ``DBOSClient.apply_schedules``: as :class:`ScheduleInput`, with the
     workflow named by ``workflow_name`` instead of ``workflow_fn``."""
 
     schedule_name: str
     workflow_name: str
     schedule: str
-    context: Any
-    automatic_backfill: bool
-    cron_timezone: str | None
-    queue_name: str | None
-    catchup: str | None
-    catchup_window_seconds: float | None
-    max_catchup: int | None
-    overlap: str
-    jitter_seconds: float
-    timeout_seconds: float | None
 
 
-_OPTIONS = (
-    "context",
-    "automatic_backfill",
-    "cron_timezone",
-    "queue_name",
-    "catchup",
-    "catchup_window_seconds",
-    "max_catchup",
-    "overlap",
-    "jitter_seconds",
-    "timeout_seconds",
-)
+_OPTIONS = tuple(_ScheduleOptions.__annotations__)
 
 
 def build(
@@ -281,9 +266,7 @@ def _existing(admin: ScheduleAdmin, name: str) -> ScheduleRow:
 
 def _registry(store: ScheduleStore, codec: Codec) -> dict[str, ScheduleDefinition]:
     return {
-        row.name: ScheduleDefinition.from_row(row, codec)
-        for row in store.list_all()
-        if row.source == SOURCE_REGISTRY
+        row.name: ScheduleDefinition.from_row(row, codec) for row in store.list_all(SOURCE_REGISTRY)
     }
 
 

@@ -34,7 +34,7 @@ from engine.runtime.context import (
     running_workflow,
 )
 from engine.runtime.dispatch import RunDispatcher
-from engine.runtime.identity import claim_executor_id, holder_process_runs, this_process
+from engine.runtime.identity import claim_executor_id, holder_process_runs
 from engine.runtime.registry import REGISTRY, RegisteredFunction, StepOptions
 from engine.runtime.starting import (
     PreparedStart,
@@ -643,7 +643,7 @@ class Runtime:
         if self._recheck_own_work:
             self._recheck_own_work = False
             self.recover_pending()
-        me = this_process()
+        me = self.holder.process
         others = self.executors.others(self.executor_id)
         exited = frozenset(r.executor_id for r in others if holder_process_runs(r, me) is False)
         dead = self._liveness.observe(

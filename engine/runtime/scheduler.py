@@ -259,8 +259,7 @@ class Scheduler:
         codec = self.runtime.codec
         stored = [
             ScheduleDefinition.from_row(row, codec)
-            for row in self.schedules.list_all()
-            if row.source == SOURCE_REGISTRY
+            for row in self.schedules.list_all(SOURCE_REGISTRY)
         ]
         self._reconcile(stored, SOURCE_REGISTRY)
 

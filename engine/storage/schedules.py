@@ -214,9 +214,13 @@ class ScheduleStore:
             sc.updated_at,
         ).select_from(schedules.outerjoin(workflow_status, ws.workflow_uuid == sc.last_workflow_id))
 
-    def list_all(self) -> list[ScheduleRow]:
+    def list_all(self, source: str | None = None) -> list[ScheduleRow]:
+        """Every schedule, by name; only those of ``source`` when given."""
+        query = self._rows_query()
+        if source is not None:
+            query = query.where(sc.source == source)
         with self.db.read() as conn:
-            rows = conn.execute(self._rows_query().order_by(sc.name)).all()
+            rows = conn.execute(query.order_by(sc.name)).all()
         return [ScheduleRow(r[0], r[1], r[2], r[3], bool(r[4]), *r[5:]) for r in rows]
 
     def get(self, name: str) -> ScheduleRow | None:
