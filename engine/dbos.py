@@ -846,15 +846,18 @@ class DBOS(metaclass=_DBOSMeta):
         await asyncio.to_thread(cls.resume_schedule, name)
 
     @classmethod
-    def apply_schedules(cls, schedules: list[sa.ScheduleInput]) -> None:
+    def apply_schedules(cls, schedules: list[sa.ScheduleInput], **keeptime: Any) -> None:
         """Create or replace these schedules in one write (others are kept). Every entry is
-        validated first: if one is invalid, nothing changes."""
-        sa.apply(sa.from_entries(schedules, "workflow_fn", _schedule_from_entry))
+        validated first: if one is invalid, nothing changes. Keeptime's keyword options are
+        described in docs/scheduling.md."""
+        sa.apply_entries(schedules, _schedule_from_entry, **keeptime)
 
     @classmethod
-    async def apply_schedules_async(cls, schedules: list[sa.ScheduleInput]) -> None:
+    async def apply_schedules_async(
+        cls, schedules: list[sa.ScheduleInput], **keeptime: Any
+    ) -> None:
         """Async ``apply_schedules``."""
-        await asyncio.to_thread(cls.apply_schedules, schedules)
+        await asyncio.to_thread(lambda: cls.apply_schedules(schedules, **keeptime))
 
     @classmethod
     def backfill_schedule(

@@ -295,6 +295,17 @@ def create(definition: ScheduleDefinition) -> None:
     scheduler.set_managed([*managed.values(), definition], SOURCE_REGISTRY)
 
 
+def apply_entries(
+    entries: Sequence[Any], to_definition: Callable[..., ScheduleDefinition], **keeptime: Any
+) -> None:
+    """``DBOS.apply_schedules``: validate every entry, then apply them in one write."""
+    if keeptime:
+        raise DBOSInvalidArgumentError(
+            f"apply_schedules got unknown keyword arguments {sorted(keeptime)}"
+        )
+    apply(from_entries(entries, "workflow_fn", to_definition))
+
+
 def apply(definitions: Sequence[ScheduleDefinition]) -> None:
     scheduler = sched.get_scheduler()
     store = scheduler.admin.schedules
