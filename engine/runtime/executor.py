@@ -35,6 +35,7 @@ from engine.runtime.context import (
 )
 from engine.runtime.dispatch import RunDispatcher
 from engine.runtime.identity import claim_executor_id, holder_process_runs
+from engine.runtime.message_waits import Messaging
 from engine.runtime.registry import REGISTRY, RegisteredFunction, StepOptions
 from engine.runtime.starting import (
     PreparedStart,
@@ -100,6 +101,8 @@ class Runtime:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._background_started: list[Callable[[], None]] = []
+        # send/recv, events and streams; the LISTEN thread starts with the first wait.
+        self.messaging = Messaging(self.store, self._stop, self.check_may_continue, self.spawn)
         # Told the workflow ID whenever a run in this process ends (committed or abandoned).
         self.finish_listeners: list[Callable[[str], None]] = []
         # Told (workflow_id, name, status, error) when this process completes a workflow.

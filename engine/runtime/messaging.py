@@ -1,19 +1,15 @@
-"""send/recv, events and streams on top of the message store.
+"""The messaging operations: send/recv, events and streams, on top of the message store.
 
-Every wait registers with the runtime's wake-up hub and also polls with backoff (see
-``engine.runtime.wakeups``). Async waits hold no thread while waiting; only their short database
-calls run in worker threads.
+The waits they do live in ``engine.runtime.message_waits`` (the runtime's messaging service,
+which also wakes waiters) and, inside workflows, ``engine.runtime.durable_waits``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import math
-import threading
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -23,13 +19,17 @@ from engine.error import (
     DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
     DBOSNotInWorkflowError,
-    DBOSWorkflowCancelledError,
 )
 from engine.runtime.context import WorkflowContext, consume_workflow_id, current_workflow
-from engine.runtime.steps import Replayed, replay_or_check
-from engine.runtime.wakeups import Backoff, PgListener, Waiter, WakeupHub
-from engine.storage.database import OUTAGE_ERRORS, waiting_out_outages
-from engine.storage.messages import MessageStore, WaitTry
+from engine.runtime.durable_waits import (
+    DurableWait,
+    begin_durable_wait,
+    wait_durably,
+    wait_durably_async,
+)
+from engine.runtime.message_waits import Messaging, state
+from engine.runtime.steps import replay_or_check
+from engine.storage.database import waiting_out_outages
 from engine.storage.store import TERMINAL_STATUSES, StepRecord
 
 if TYPE_CHECKING:
@@ -39,162 +39,21 @@ T = TypeVar("T")
 P = ParamSpec("P")
 MAX_TIMEOUT_SECONDS = 10 * 365 * 24 * 3600  # keeps durable deadlines in range
 
-
-class Messaging:
-    """The message store, wake-up hub and (on PostgreSQL) listener of one runtime."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.store = MessageStore(runtime.store)
-        self.hub = _hub_for(runtime.db.db_url.masked, runtime.db.schema)
-        self.listener: PgListener | None = None
-        self._lock = threading.Lock()
-
-    def ensure_listening(self) -> None:
-        """Start the LISTEN thread on first wait (PostgreSQL only)."""
-        if self.listener is not None or self.runtime.db.is_sqlite:
-            return
-        with self._lock:
-            if self.listener is None and not self.runtime.stopping.is_set():
-                self.listener = PgListener(self.runtime.db, self.hub, self.runtime.stopping)
-                self._spawn(self.listener.run)
-
-    def _spawn(self, target: Callable[[], None]) -> None:
-        # DBOSClient stands in for a runtime here; it has a stop flag but no thread registry.
-        spawn = getattr(self.runtime, "spawn", None)
-        if spawn is not None:
-            spawn("keeptime-listen", target)
-        else:
-            threading.Thread(target=target, name="keeptime-listen", daemon=True).start()
-
-    def wake(self, key: str) -> None:
-        self.hub.wake(key)
-
-    def _check_interrupted(self, ctx: WorkflowContext | None) -> bool:
-        """True when an outside wait must end; raises when a workflow's wait must end."""
-        if ctx is not None:
-            self.runtime.check_may_continue(ctx)
-            if self.runtime.stopping.is_set():
-                raise DBOSWorkflowCancelledError(
-                    f"keeptime is shutting down; workflow {ctx.workflow_id!r} resumes at recovery"
-                )
-        return self.runtime.stopping.is_set()
-
-    def watching(
-        self, key: str, loop: asyncio.AbstractEventLoop | None = None
-    ) -> contextlib.AbstractContextManager[Waiter]:
-        """Register a waiter for ``key``; register before probing, so no write is missed."""
-        self.ensure_listening()
-        return self.hub.watching(key, Waiter(loop))
-
-    def wait_for(
-        self, key: str, probe: Callable[[], T | None], timeout: float, ctx: WorkflowContext | None
-    ) -> T | None:
-        """Call ``probe`` until it returns a value (returned) or ``timeout`` passes (None)."""
-        with self.watching(key) as waiter, self._riding_out_outages(timeout, ctx):
-            try:
-                return self.keep_probing(waiter, probe, timeout, ctx)
-            except OUTAGE_ERRORS:
-                if ctx is not None:
-                    raise  # shutting down: the workflow stays PENDING
-                return None  # the caller's own timeout passed while the database was away
-
-    @contextlib.contextmanager
-    def _riding_out_outages(self, timeout: float, ctx: WorkflowContext | None) -> Iterator[None]:
-        """A wait's probes wait out a database outage: in a workflow until shutdown, elsewhere
-        until the wait's own timeout, so an outage never ends a wait early with an error."""
-        deadline = None
-        if ctx is None and math.isfinite(timeout):
-            deadline = time.monotonic() + timeout
-        with waiting_out_outages(self.runtime.stopping, deadline):
-            yield
-
-    def keep_probing(
-        self,
-        waiter: Waiter,
-        probe: Callable[[], T | None],
-        timeout: float,
-        ctx: WorkflowContext | None,
-        *,
-        probed: bool = False,
-    ) -> T | None:
-        """``wait_for`` with a registered ``waiter``; ``probed``: the caller has probed since."""
-        backoff = Backoff(timeout)
-        while True:
-            if probed:
-                pause = backoff.next_pause()
-                if pause is None:
-                    return None
-                waiter.wait(pause)
-            probed = True
-            if self._check_interrupted(ctx):
-                return None
-            waiter.clear()
-            found = probe()
-            if found is not None:
-                return found
-
-    async def wait_for_async(
-        self, key: str, probe: Callable[[], T | None], timeout: float, ctx: WorkflowContext | None
-    ) -> T | None:
-        """``wait_for`` for coroutines: probes in a thread, waits on the event loop."""
-        with (
-            self.watching(key, asyncio.get_running_loop()) as waiter,
-            self._riding_out_outages(timeout, ctx),
-        ):
-            try:
-                return await self.keep_probing_async(waiter, probe, timeout, ctx)
-            except OUTAGE_ERRORS:
-                if ctx is not None:
-                    raise
-                return None
-
-    async def keep_probing_async(
-        self,
-        waiter: Waiter,
-        probe: Callable[[], T | None],
-        timeout: float,
-        ctx: WorkflowContext | None,
-        *,
-        probed: bool = False,
-    ) -> T | None:
-        backoff = Backoff(timeout)
-        while True:
-            if probed:
-                pause = backoff.next_pause()
-                if pause is None:
-                    return None
-                await waiter.wait_async(pause)
-            probed = True
-            if self._check_interrupted(ctx):
-                return None
-            waiter.clear()
-            found = await asyncio.to_thread(probe)
-            if found is not None:
-                return found
-
-
-_STATE_LOCK = threading.Lock()
-_HUBS: dict[tuple[str, str | None], WakeupHub] = {}
-_HUBS_LOCK = threading.Lock()
-
-
-def _hub_for(database: str, schema: str | None) -> WakeupHub:
-    # One hub per database in the process: a DBOSClient and the runtime wake each other directly.
-    with _HUBS_LOCK:
-        return _HUBS.setdefault((database, schema), WakeupHub())
-
-
-def state(runtime: Runtime) -> Messaging:
-    """The runtime's messaging state, created on first use (kept on the runtime itself)."""
-    found: Messaging | None = getattr(runtime, "_keeptime_messaging", None)
-    if found is None:
-        with _STATE_LOCK:
-            found = getattr(runtime, "_keeptime_messaging", None)
-            if found is None:
-                found = Messaging(runtime)
-                runtime._keeptime_messaging = found  # type: ignore[attr-defined]
-    return found
+__all__ = [
+    "Messaging",
+    "close_stream",
+    "get_all_events",
+    "get_event",
+    "get_event_async",
+    "read_stream",
+    "read_stream_async",
+    "recv",
+    "recv_async",
+    "send",
+    "set_event",
+    "state",
+    "write_stream",
+]
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -296,135 +155,9 @@ def send(runtime: Runtime, destination_id: str, message: Any, topic: str | None)
     m.wake(m.store.message_key(destination_id, topic))
 
 
-@dataclass
-class _DurableWait:
-    """A recv or get_event in a workflow: its step, and the step that checkpoints its deadline.
-
-    Both step numbers are taken on every execution, but the deadline is only recorded when the
-    call has to wait, so a call answered at once costs one write (and a wait, two).
-    """
-
-    ctx: WorkflowContext
-    name: str
-    function_id: int
-    deadline_id: int
-    timeout: float
-    replayed: Replayed | None
-    deadline_ms: int | None = None  # once recorded or replayed
-
-
-def _begin_durable_wait(
-    runtime: Runtime, ctx: WorkflowContext, name: str, timeout: float
-) -> _DurableWait:
-    fid = ctx.take_function_id()
-    deadline_id = ctx.take_function_id()
-    replayed = replay_or_check(runtime, ctx, fid, name)
-    return _DurableWait(ctx, name, fid, deadline_id, timeout, replayed)
-
-
-DEADLINE_STEP = "DBOS.deadline"
-
-
-def _try_step(
-    runtime: Runtime, wait: _DurableWait, find: Callable[[Connection], str | None], final: bool
-) -> WaitTry | None:
-    """Probe and, if found (or ``final``), record the step in one transaction; None: wait on.
-
-    The first try that finds nothing records the wait's deadline in the same transaction.
-    """
-    deadline: StepRecord | None = None
-    new_deadline_ms = 0
-    if not final and wait.deadline_ms is None:
-        replayed = replay_or_check(runtime, wait.ctx, wait.deadline_id, DEADLINE_STEP)
-        if replayed is not None:
-            wait.deadline_ms = int(replayed.value() or 0)
-        else:
-            new_deadline_ms = runtime.now_ms() + int(wait.timeout * 1000)
-            encoded = runtime.codec.encode(new_deadline_ms, "a wait's deadline")
-            deadline = StepRecord(wait.deadline_id, DEADLINE_STEP, encoded, None, None)
-    store = state(runtime).store
-    tried = store.try_wait_step(
-        wait.ctx.workflow_id, wait.function_id, wait.name, find, final=final, deadline=deadline
-    )
-    if tried.done:
-        return tried
-    if tried.earlier_deadline is not None:  # another execution started this wait first
-        wait.deadline_ms = int(Replayed(runtime, tried.earlier_deadline).value() or 0)
-    elif deadline is not None:
-        wait.deadline_ms = new_deadline_ms
-    return None
-
-
-def _remaining_seconds(runtime: Runtime, wait: _DurableWait) -> float:
-    return max(0.0, ((wait.deadline_ms or 0) - runtime.now_ms()) / 1000)
-
-
-def _finished_value(runtime: Runtime, wait: _DurableWait, tried: WaitTry) -> Any:
-    if tried.earlier is not None:
-        return Replayed(runtime, tried.earlier).value()
-    where = f"the value of {wait.name} in workflow {wait.ctx.workflow_id!r}"
-    return runtime.codec.decode(tried.value, where)
-
-
-def _poll_try(
-    runtime: Runtime,
-    wait: _DurableWait,
-    find: Callable[[Connection], str | None],
-    ready: Callable[[], bool],
-) -> Callable[[], WaitTry | None]:
-    """The probe of a waiting step after its first try."""
-    if runtime.db.is_sqlite:
-        # SQLite serializes writers (a try is a write): look with a read first, which never
-        # blocks them. On PostgreSQL a failed try costs the same round trips as a read.
-        return lambda: _try_step(runtime, wait, find, False) if ready() else None
-    return lambda: _try_step(runtime, wait, find, False)
-
-
-def _wait_durably(
-    runtime: Runtime,
-    wait: _DurableWait,
-    key: str,
-    find: Callable[[Connection], str | None],
-    ready: Callable[[], bool],
-) -> Any:
-    """Take what ``find`` finds as the wait's step, waiting up to its durable deadline."""
-    m = state(runtime)
-    with m.watching(key) as waiter:
-        tried = _try_step(runtime, wait, find, final=wait.timeout <= 0)
-        if tried is None:
-            probe = _poll_try(runtime, wait, find, ready)
-            remaining = _remaining_seconds(runtime, wait)
-            tried = m.keep_probing(waiter, probe, remaining, wait.ctx, probed=True)
-    if tried is None:  # timed out: record whatever is there now, or None
-        tried = _try_step(runtime, wait, find, final=True)
-    assert tried is not None
-    return _finished_value(runtime, wait, tried)
-
-
-async def _wait_durably_async(
-    runtime: Runtime,
-    wait: _DurableWait,
-    key: str,
-    find: Callable[[Connection], str | None],
-    ready: Callable[[], bool],
-) -> Any:
-    m = state(runtime)
-    with m.watching(key, asyncio.get_running_loop()) as waiter:
-        first = wait.timeout <= 0
-        tried = await asyncio.to_thread(_try_step, runtime, wait, find, first)
-        if tried is None:
-            probe = _poll_try(runtime, wait, find, ready)
-            remaining = _remaining_seconds(runtime, wait)
-            tried = await m.keep_probing_async(waiter, probe, remaining, wait.ctx, probed=True)
-    if tried is None:
-        tried = await asyncio.to_thread(_try_step, runtime, wait, find, True)
-    assert tried is not None
-    return _finished_value(runtime, wait, tried)
-
-
 def _begin_recv(
     runtime: Runtime, ctx: WorkflowContext, topic: str | None, timeout_seconds: Any
-) -> _DurableWait:
+) -> DurableWait:
     _check_str(topic, "topic", allow_none=True)
     timeout = _check_timeout(timeout_seconds)
     if ctx.in_step:
@@ -432,11 +165,11 @@ def _begin_recv(
             "DBOS.recv cannot be called from a step (steps may run more than once); "
             "call it from the workflow itself"
         )
-    return _begin_durable_wait(runtime, ctx, "DBOS.recv", timeout)
+    return begin_durable_wait(runtime, ctx, "DBOS.recv", timeout)
 
 
 def _recv_parts(
-    runtime: Runtime, wait: _DurableWait, topic: str | None
+    runtime: Runtime, wait: DurableWait, topic: str | None
 ) -> tuple[str, Callable[[Connection], str | None], Callable[[], bool]]:
     """The wake-up key, the take and the read-only check of a recv."""
     store = state(runtime).store
@@ -454,7 +187,7 @@ def recv(runtime: Runtime, ctx: WorkflowContext, topic: str | None, timeout_seco
     wait = _begin_recv(runtime, ctx, topic, timeout_seconds)
     if wait.replayed is not None:
         return wait.replayed.value()
-    return _wait_durably(runtime, wait, *_recv_parts(runtime, wait, topic))
+    return wait_durably(runtime, wait, *_recv_parts(runtime, wait, topic))
 
 
 @_pausing_in_workflows_async
@@ -464,7 +197,7 @@ async def recv_async(
     wait = await asyncio.to_thread(_begin_recv, runtime, ctx, topic, timeout_seconds)
     if wait.replayed is not None:
         return wait.replayed.value()
-    return await _wait_durably_async(runtime, wait, *_recv_parts(runtime, wait, topic))
+    return await wait_durably_async(runtime, wait, *_recv_parts(runtime, wait, topic))
 
 
 # -- events ----------------------------------------------------------------------------------------
@@ -497,7 +230,7 @@ class _EventRead:
     workflow_id: str
     key: str
     timeout: float
-    durable: _DurableWait | None  # set inside a workflow, whose step records the value
+    durable: DurableWait | None  # set inside a workflow, whose step records the value
 
 
 def _begin_get_event(
@@ -509,7 +242,7 @@ def _begin_get_event(
     ctx = _workflow_step(current_workflow())
     durable = None
     if ctx is not None:
-        durable = _begin_durable_wait(runtime, ctx, "DBOS.getEvent", timeout)
+        durable = begin_durable_wait(runtime, ctx, "DBOS.getEvent", timeout)
     return _EventRead(workflow_id, key, timeout, durable)
 
 
@@ -546,7 +279,7 @@ def get_event(runtime: Runtime, workflow_id: str, key: str, timeout_seconds: flo
         return _decode_event(runtime, read, found)
     if wait.replayed is not None:
         return wait.replayed.value()
-    return _wait_durably(runtime, wait, *_event_parts(runtime, read))
+    return wait_durably(runtime, wait, *_event_parts(runtime, read))
 
 
 @_pausing_in_workflows_async
@@ -563,7 +296,7 @@ async def get_event_async(
         return _decode_event(runtime, read, found)
     if wait.replayed is not None:
         return wait.replayed.value()
-    return await _wait_durably_async(runtime, wait, *_event_parts(runtime, read))
+    return await wait_durably_async(runtime, wait, *_event_parts(runtime, read))
 
 
 @_pausing_in_workflows
