@@ -1,0 +1,1 @@
+"""Contract tests of the storage ports (engine/storage/ports.py), on SQLite and PostgreSQL."""
