@@ -1,11 +1,12 @@
-"""The runtime: one per launched DBOS instance. Runs workflows and steps and recovers them."""
+"""The runtime: one per launched DBOS instance. Runs workflows and steps.
+
+Recovery lives in ``engine.runtime.recovery``, the heartbeat and takeover loop in
+``engine.runtime.watcher``; the runtime owns both.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import inspect
 import logging
 import threading
 import time
@@ -15,17 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from engine.config import ResolvedConfig
 from engine.core.deadlines import deadline_passed
-from engine.core.liveness import (
-    ExecutorRecord,
-    LivenessObserver,
-    heartbeat_interval_seconds,
-    missed_beat_seconds,
-)
 from engine.error import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSWorkflowCancelledError,
 )
-from engine.runtime import results
+from engine.runtime import recovery, results
 from engine.runtime.completions import CompletionGroup, PendingCompletion, rerun_after_outage
 from engine.runtime.context import (
     WorkflowContext,
@@ -34,8 +29,9 @@ from engine.runtime.context import (
     running_workflow,
 )
 from engine.runtime.dispatch import RunDispatcher
-from engine.runtime.identity import claim_executor_id, holder_process_runs
+from engine.runtime.identity import claim_executor_id
 from engine.runtime.message_waits import Messaging
+from engine.runtime.recovery import compute_app_version
 from engine.runtime.registry import REGISTRY, RegisteredFunction, StepOptions
 from engine.runtime.starting import (
     PreparedStart,
@@ -45,9 +41,10 @@ from engine.runtime.starting import (
     plan_start,
 )
 from engine.runtime.steps import StepCall, wait_or_cancel
+from engine.runtime.watcher import WATCH_INTERVAL_SECONDS, Watcher
 from engine.serialization import Codec
 from engine.storage.database import Database, is_outage, parse_database_url, waiting_out_outages
-from engine.storage.executors import Beat, ExecutorStore, Holder
+from engine.storage.executors import ExecutorStore, Holder
 from engine.storage.migrations import migrate_system_database
 from engine.storage.store import StepRecord, SystemStore, WorkflowOutcome, WorkflowRow
 
@@ -57,7 +54,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("keeptime.engine")
 
-WATCH_INTERVAL_SECONDS = 1.0
 # Batched starts commit this many rows at a time, so the first runs begin before the last insert.
 START_CHUNK = 200
 FIRST_START_CHUNK = 50
@@ -65,6 +61,9 @@ EXCLUSIVE_ROWS = 1000
 
 
 class Runtime:
+    """One launched DBOS instance: runs workflows and steps, and owns the services of the process
+    (the store, messaging, the watcher; the queue worker and scheduler once started)."""
+
     def __init__(self, config: ResolvedConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.app_name = config.name
@@ -83,12 +82,6 @@ class Runtime:
         self.store = SystemStore(self.db, self.now_ms)
         self.executors = ExecutorStore(self.store)
         self.completions = CompletionGroup(self.store)
-        self._last_heartbeat = 0.0
-        timeout = config.executor_timeout_sec
-        beat_late = missed_beat_seconds(timeout, WATCH_INTERVAL_SECONDS)
-        self._liveness = LivenessObserver(timeout, confirm_sec=beat_late, max_gap_sec=beat_late)
-        self._supplanted_logged = False
-        self._recheck_own_work = False
         self.app_version = config.application_version or ""
         self._pool = ThreadPoolExecutor(
             config.max_executor_threads, thread_name_prefix="keeptime-wf"
@@ -103,6 +96,8 @@ class Runtime:
         self._background_started: list[Callable[[], None]] = []
         # send/recv, events and streams; the LISTEN thread starts with the first wait.
         self.messaging = Messaging(self.store, self._stop, self.check_may_continue, self.spawn)
+        # Heartbeats, takeovers, cancellations made elsewhere, deadlines; started by launch().
+        self.watcher = Watcher(self)
         # Told the workflow ID whenever a run in this process ends (committed or abandoned).
         self.finish_listeners: list[Callable[[str], None]] = []
         # Told (workflow_id, name, status, error) when this process completes a workflow.
@@ -133,9 +128,8 @@ class Runtime:
             self.now_ms,
         )
         self.executor_id = self.holder.executor_id
-        self._last_heartbeat = time.monotonic()
         self.launched = True
-        self.spawn("keeptime-watch", self._watch_loop)
+        self.watcher.start()
 
     def spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -557,154 +551,18 @@ class Runtime:
     ) -> bool:
         """Run a PENDING workflow from its row, replaying recorded steps (``recorded``, when the
         caller loaded them already). False if its function or instance is unknown here."""
-        fn = REGISTRY.find_workflow(row.name)
-        if fn is None:
-            logger.warning(
-                "cannot run workflow %s: no workflow named %r is registered in this process",
-                row.workflow_uuid,
-                row.name,
-            )
-            return False
-        instance = None
-        if row.config_name is not None and row.class_name is not None:
-            instance = REGISTRY.find_instance(row.class_name, row.config_name)
-            if instance is None:
-                logger.warning(
-                    "cannot run workflow %s: no %s instance with config_name %r exists",
-                    row.workflow_uuid,
-                    row.class_name,
-                    row.config_name,
-                )
-                return False
-        inputs = self.codec.decode_inputs(row.inputs)
-        if recorded is None:
-            recorded = self.store.load_steps(row.workflow_uuid)
-        self.submit(
-            row.workflow_uuid,
-            fn,
-            instance,
-            tuple(inputs["args"]),
-            inputs["kwargs"],
-            row.deadline_epoch_ms,
-            recorded,
-            row.authenticated_user,
-        )
-        return True
+        return recovery.execute_existing(self, row, recorded)
 
     def recover_pending(self, executor_ids: list[str] | None = None) -> list[str]:
         """Resume this executor's PENDING workflows of the current application version."""
-        recovered: list[str] = []
-        for row in self.store.pending_workflows(
-            executor_ids or [self.executor_id], self.app_version
-        ):
-            with self._lock:
-                if row.workflow_uuid in self._active:
-                    continue
-            if self._restart(row):
-                recovered.append(row.workflow_uuid)
-        if recovered:
-            logger.info("recovered %d pending workflow(s)", len(recovered))
-        return recovered
+        return recovery.recover_pending(self, executor_ids)
 
-    # -- background -------------------------------------------------------------------------------
-
-    def _watch_loop(self) -> None:
-        """Heartbeats and takeovers; cancellations made by other processes; deadlines that
-        passed mid-step. A database outage pauses the loop (one warning, from the storage
-        layer) until the database is back."""
-        while not self._stop.wait(WATCH_INTERVAL_SECONDS):
-            try:
-                with waiting_out_outages(self._stop):
-                    self._watch_once()
-            except Exception as exc:
-                self._liveness.forget_pass()
-                if not is_outage(exc):  # an outage cut short by shutdown is no failure
-                    logger.exception("workflow watcher failed; retrying")
-
-    def _watch_once(self) -> None:
-        self._heartbeat_and_take_over()
+    def runs_here(self, workflow_id: str) -> bool:
+        """Whether the workflow runs in this process now."""
         with self._lock:
-            active = dict(self._active)
-        if not active:
-            return
-        now = self.now_ms()
-        for wf_id, ctx in active.items():
-            if deadline_passed(now, ctx.deadline_ms) and not ctx.cancel_event.is_set():
-                self.cancel(wf_id)
-        for wf_id in self.store.cancelled_among(list(active)):
-            active[wf_id].cancel_event.set()
+            return workflow_id in self._active
 
-    def _heartbeat_and_take_over(self) -> None:
-        """Beat every sixth of the executor timeout; adopt work of executors judged dead."""
-        if time.monotonic() - self._last_heartbeat < heartbeat_interval_seconds(
-            self.config.executor_timeout_sec
-        ):
-            return
-        assert self.holder is not None
-        self._beat(self.holder)
-        self._last_heartbeat = time.monotonic()
-        if self._recheck_own_work:
-            self._recheck_own_work = False
-            self.recover_pending()
-        me = self.holder.process
-        others = self.executors.others(self.executor_id)
-        exited = frozenset(r.executor_id for r in others if holder_process_runs(r, me) is False)
-        dead = self._liveness.observe(
-            others, time.monotonic(), self.now_ms(), exited, self.db.last_outage_ended()
-        )
-        by_id = {r.executor_id: r for r in others}
-        for executor_id in dead:
-            self._take_over(by_id[executor_id])
-
-    def _beat(self, holder: Holder) -> None:
-        beat = self.executors.heartbeat(holder)
-        if beat is Beat.REINSTATED:
-            logger.error(
-                "executor %r was presumed dead by another executor (no heartbeat for %.0f s, a "
-                "stalled process or a lost connection) and its PENDING work was taken over; "
-                "it beats again, and work it still runs may run twice",
-                self.executor_id,
-                self.config.executor_timeout_sec,
-            )
-        elif beat is Beat.SUPPLANTED and not self._supplanted_logged:
-            self._supplanted_logged = True
-            logger.error(
-                "executor ID %r is now held by another process (it presumed this one dead); "
-                "restart this process so that it claims an ID of its own",
-                self.executor_id,
-            )
-
-    def _take_over(self, dead: ExecutorRecord) -> None:
-        try:
-            rows = self.executors.take_over(dead, self.executor_id, self.app_version)
-        except Exception:
-            # The move may have committed: look for our own unfinished work next time.
-            self._recheck_own_work = True
-            raise
-        for row in rows:
-            self._restart(row)
-        if rows:
-            logger.warning(
-                "took over %d workflow(s) of executor %r (%s)",
-                len(rows),
-                dead.executor_id,
-                dead.describe(self.now_ms()),
-            )
-
-    def _restart(self, row: WorkflowRow) -> bool:
-        fn = REGISTRY.find_workflow(row.name)
-        limit = fn.max_recovery_attempts if fn is not None else None
-        current = self.store.start_recovery_attempt(row.workflow_uuid, self.executor_id, limit)
-        if current is None or current.status != "PENDING":
-            return False
-        return self.execute_existing(current)
-
-
-def compute_app_version(workflows: list[RegisteredFunction]) -> str:
-    """A hash of the workflow sources, so recovery never replays changed code."""
-    digest = hashlib.sha256()
-    for fn in sorted(workflows, key=lambda f: f.name):
-        digest.update(fn.name.encode())
-        with contextlib.suppress(OSError, TypeError):
-            digest.update(inspect.getsource(fn.func).encode())
-    return digest.hexdigest()[:32]
+    def running_contexts(self) -> dict[str, WorkflowContext]:
+        """The workflows running in this process now, by ID (a snapshot)."""
+        with self._lock:
+            return dict(self._active)
