@@ -15,24 +15,14 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
-from engine.core.catchup import (
-    CatchupPlan,
-    Overlap,
-    OverlapPolicy,
-    fell_behind,
-    overlap_action,
-    plan_catchup,
-)
-from engine.core.cron import deterministic_jitter, tick_workflow_id
-from engine.error import DBOSInvalidArgumentError, DBOSNotLaunchedError, DBOSStorageError
-from engine.runtime import queue_worker
-from engine.runtime.context import SetWorkflowID, SetWorkflowTimeout
-from engine.runtime.registry import REGISTRY
+from engine.core.catchup import CatchupPlan, OverlapPolicy, fell_behind, plan_catchup
+from engine.core.cron import deterministic_jitter
+from engine.error import DBOSInvalidArgumentError
 from engine.runtime.schedule_admin import (
     SOURCE_DECORATOR,
     SOURCE_MANAGED,
@@ -40,7 +30,6 @@ from engine.runtime.schedule_admin import (
     ScheduleAdmin,
     ScheduleDefinition,
     ScheduleState,
-    trigger_workflow_id,
 )
 from engine.runtime.scheduled import (
     LIVE_SCHEDULERS,
@@ -48,27 +37,37 @@ from engine.runtime.scheduled import (
     scheduled_definitions,
     unregister_scheduled,
 )
-from engine.runtime.starting import (
-    PreparedStart,
-    QueuePlacement,
-    StartRequest,
-    prepare_start,
+from engine.runtime.scheduler_facade import (
+    backfill_schedule,
+    delete_schedule,
+    get_scheduler,
+    next_fire_times,
+    pause_schedule,
+    resume_schedule,
+    schedule_state,
+    schedule_states,
+    set_schedules,
+    trigger_schedule,
+    upsert_schedule,
 )
+from engine.runtime.tick_firing import PreparedTick, ScheduleEntry, TickFiring, now_utc
 from engine.storage.database import is_outage
 from engine.storage.debounce import DebounceStore
-from engine.storage.schedules import FiredTick, ScheduleStore, TickState, hold_queue_name
-from engine.storage.store import WorkflowRow
+from engine.storage.schedules import ScheduleStore, TickState
 
 if TYPE_CHECKING:
-    from engine.client import DBOSClient
     from engine.runtime.executor import Runtime
 
+# The programmatic API lives in engine.runtime.scheduler_facade; it is re-exported here, where
+# the daemon and the tests import it from.
 __all__ = [
     "ScheduleAdmin",
     "ScheduleDefinition",
     "ScheduleState",
+    "Scheduler",
     "backfill_schedule",
     "clear_scheduled",
+    "delete_schedule",
     "get_scheduler",
     "next_fire_times",
     "pause_schedule",
@@ -76,12 +75,13 @@ __all__ = [
     "schedule_state",
     "schedule_states",
     "set_schedules",
+    "start",
     "trigger_schedule",
     "unregister_scheduled",
+    "upsert_schedule",
 ]
 
 logger = logging.getLogger("keeptime.engine")
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: How often windows opened by other processes (or before a restart) are looked for.
 DEBOUNCE_POLL_SECONDS = 1.0
@@ -97,9 +97,6 @@ HOLD_RECHECK_SECONDS = 0.5
 MIN_PREPARE_LEAD_SECONDS = 0.05
 MAX_PREPARE_LEAD_SECONDS = 1.0
 _INITIAL_PREPARE_SECONDS_PER_TICK = 50e-6
-#: A prepared tick fired later than planned by more than this is decided afresh, so that its
-#: ``actual_time`` and its state are current.
-PREPARED_SLACK_SECONDS = 0.01
 _ERROR_BACKOFF_SECONDS = 1.0
 
 #: Why a schedule catches up (the ``cause`` of its log line): it was not running (a start, a new
@@ -113,13 +110,6 @@ CAUSE_STALL = "stall"
 # -- the scheduler --------------------------------------------------------------------------------
 
 
-@dataclass
-class _Entry:
-    definition: ScheduleDefinition
-    source: str
-    generation: int
-
-
 @dataclass(order=True)
 class _Timer:
     at: float  # epoch seconds on the runtime's clock
@@ -131,17 +121,7 @@ class _Timer:
     regular: bool = field(compare=False, default=False)  # a catch-up timer does not re-arm
 
 
-@dataclass(slots=True)
-class _PreparedTick:
-    """A tick decided ahead of time (overlap ``allow`` only: other policies depend on the
-    previous run, so they are decided when the tick is due)."""
-
-    planned_at: float
-    fired: FiredTick | None  # None: paused, or handled already
-    start: PreparedStart | None
-
-
-_Due = tuple[_Entry, datetime, int]  # (schedule, nominal tick, timer seq)
+_Due = tuple[ScheduleEntry, datetime, int]  # (schedule, nominal tick, timer seq)
 
 
 class Scheduler:
@@ -154,7 +134,7 @@ class Scheduler:
         self.admin = ScheduleAdmin(runtime.store, runtime.codec, runtime.clock)
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, ScheduleEntry] = {}
         self._heap: list[_Timer] = []
         self._seq = itertools.count()
         self._generations = itertools.count(1)
@@ -162,15 +142,15 @@ class Scheduler:
         self._next_debounce_poll = 0.0  # monotonic
         self._next_registry_sync = 0.0  # monotonic
         # Timers looked at ahead of time, by seq: a prepared tick, or None (decide when due).
-        self._prepared: dict[int, _PreparedTick | None] = {}
+        self._prepared: dict[int, PreparedTick | None] = {}
         self._prepare_cost = _INITIAL_PREPARE_SECONDS_PER_TICK  # measured per tick
         # Schedules whose timers stopped at a gap in firing, with its cause: they catch up from
         # their durable watermarks (not before _catch_up_after, monotonic, after a failure).
-        self._behind: dict[str, tuple[_Entry, str]] = {}
+        self._behind: dict[str, tuple[ScheduleEntry, str]] = {}
         self._catch_up_after = 0.0
         self._catch_up_waiting = False  # the database did not answer: said once per outage
-        self._stale_after_ms = int(runtime.config.executor_timeout_sec * 1000)
-        self._warned_runs: dict[str, str | None] = {}  # schedule -> stale run already logged
+        # What a due tick does, and starting the runs of a pass.
+        self.firing = TickFiring(runtime, self.schedules, self._hold, self._failed_pass)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -274,7 +254,7 @@ class Scheduler:
                 del self._entries[name]
                 self._holding.discard(name)
                 self._behind.pop(name, None)
-                self._warned_runs.pop(name, None)
+                self.firing.forget(name)
 
     def _install(self, definitions: Sequence[ScheduleDefinition], source: str) -> None:
         """Add or replace schedules: each catches up the gap since its watermark (the downtime
@@ -282,7 +262,7 @@ class Scheduler:
         if not definitions:
             return
         states = self.schedules.tick_states((d.name for d in definitions), previous_runs=False)
-        now = self._now()
+        now = now_utc(self.runtime)
         for definition in definitions:
             self._arm(definition, source, states.get(definition.name), now, CAUSE_DOWNTIME)
 
@@ -293,7 +273,7 @@ class Scheduler:
         state: TickState | None,
         now: datetime,
         cause: str,
-        replacing: _Entry | None = None,
+        replacing: ScheduleEntry | None = None,
     ) -> None:
         """(Re)start a schedule's timers at ``now``: the ticks its catch-up policy picks from the
         gap since its watermark fire at once, then regular ticks from ``now`` on (never a burst
@@ -313,7 +293,7 @@ class Scheduler:
         with self._lock:
             if replacing is not None and self._entries.get(name) is not replacing:
                 return  # dropped or redefined meanwhile: that path armed it
-            entry = _Entry(definition, source, next(self._generations))
+            entry = ScheduleEntry(definition, source, next(self._generations))
             self._entries[name] = entry  # a new generation: the old timers are void
             for tick in plan.run:
                 self._push("tick", (name, ""), now.timestamp(), entry.generation, tick)
@@ -334,7 +314,7 @@ class Scheduler:
         timer = _Timer(at, next(self._seq), kind, key, generation, tick, regular)
         heapq.heappush(self._heap, timer)
 
-    def _push_next_tick(self, entry: _Entry, after: datetime) -> None:
+    def _push_next_tick(self, entry: ScheduleEntry, after: datetime) -> None:
         definition = entry.definition
         tick = definition.schedule.next_after(after)
         delay = deterministic_jitter(definition.name, tick, definition.jitter_seconds)
@@ -398,7 +378,7 @@ class Scheduler:
                     rearm.append(due)
         return ticks, windows, rearm
 
-    def _live_entry(self, timer: _Timer) -> _Entry | None:
+    def _live_entry(self, timer: _Timer) -> ScheduleEntry | None:
         entry = self._entries.get(timer.key[0])
         return entry if entry is not None and entry.generation == timer.generation else None
 
@@ -409,7 +389,7 @@ class Scheduler:
                 if self._entries.get(name) is entry and name not in self._behind:
                     self._push_next_tick(entry, tick)
 
-    def _fall_behind(self, entries: list[_Entry], cause: str) -> None:
+    def _fall_behind(self, entries: list[ScheduleEntry], cause: str) -> None:
         """Stop these schedules' timers: they catch up from their watermarks after a backoff."""
         with self._lock:
             for entry in entries:
@@ -439,7 +419,7 @@ class Scheduler:
                 )
             return
         self._catch_up_waiting = False
-        now = self._now()
+        now = now_utc(self.runtime)
         for name, (entry, cause) in behind.items():
             self._arm(entry.definition, entry.source, states.get(name), now, cause, entry)
         with self._lock:
@@ -460,15 +440,12 @@ class Scheduler:
                 waits.append(self._catch_up_after - time.monotonic())
         return max(0.0, min(waits))
 
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self.runtime.clock(), tz=UTC)
-
     # -- ticks ------------------------------------------------------------------------------------
 
     def _prepare_upcoming(self) -> None:
         """Decide the ticks due within the lead and encode their inputs now, ahead of the tick."""
         now = self.runtime.clock()
-        upcoming: list[tuple[_Entry, _Timer]] = []
+        upcoming: list[tuple[ScheduleEntry, _Timer]] = []
         with self._lock:
             soon = []
             lead = self._lead()
@@ -491,7 +468,7 @@ class Scheduler:
         except Exception:
             logger.warning("could not prepare upcoming ticks; deciding when due", exc_info=True)
             return
-        prepared: dict[int, _PreparedTick | None] = {}
+        prepared: dict[int, PreparedTick | None] = {}
         for entry, timer in upcoming:
             state = states.get(entry.definition.name)
             if state is None or timer.tick is None:
@@ -499,7 +476,7 @@ class Scheduler:
             planned_at = max(timer.at, now)
             actual = datetime.fromtimestamp(planned_at, tz=UTC)
             try:
-                prepared[timer.seq] = self._prepare_tick(
+                prepared[timer.seq] = self.firing.prepare(
                     entry.definition, timer.tick, state, actual, planned_at
                 )
             except Exception:
@@ -513,177 +490,20 @@ class Scheduler:
         worst = 2 * self._prepare_cost * len(self._entries)
         return min(MAX_PREPARE_LEAD_SECONDS, max(MIN_PREPARE_LEAD_SECONDS, worst))
 
-    def _prepare_tick(
-        self,
-        definition: ScheduleDefinition,
-        tick: datetime,
-        state: TickState,
-        actual: datetime,
-        planned_at: float,
-    ) -> _PreparedTick:
-        """Decide an ``allow`` tick ahead (its decision has no side effects: no hold, no
-        cancel) and encode its run's inputs."""
-        requests: list[StartRequest] = []
-        fired = self._fire_tick(definition, tick, state, requests, actual)
-        start = prepare_start(self.runtime, requests[0]) if requests else None
-        return _PreparedTick(planned_at, fired, start)
-
     def _fire_ticks(self, due: list[_Due]) -> None:
-        """Fire every due tick, and start the runs together: one commit for a thousand ticks of
-        the same second instead of a thousand. Most were prepared ahead of time."""
+        """Fire the due ticks with their decisions made ahead of time, if any."""
         now = self.runtime.clock()
-        fired: list[FiredTick] = []
-        starts: list[PreparedStart] = []
-        undecided: list[tuple[_Entry, datetime]] = []
         with self._lock:
             plans = [(entry, tick, self._prepared.pop(seq, None)) for entry, tick, seq in due]
-        for entry, tick, plan in plans:
-            if plan is None or now - plan.planned_at > PREPARED_SLACK_SECONDS:
-                undecided.append((entry, tick))
-                continue
-            if plan.fired is not None:
-                fired.append(plan.fired)
-            if plan.start is not None:
-                starts.append(plan.start)
-        if undecided:
-            self._decide_now(undecided, fired, starts)
-        if starts:
-            self.runtime.start_many(starts)
-            if any(start.request.queue is not None for start in starts):
-                _wake_queues(self.runtime)
-        self.schedules.record_fired(fired)
+        self.firing.fire(plans, now)
 
-    def _decide_now(
-        self,
-        due: list[tuple[_Entry, datetime]],
-        fired: list[FiredTick],
-        starts: list[PreparedStart],
-    ) -> None:
-        """Decide ticks at the moment they are due (overlap policies, late or new timers)."""
-        states = self.schedules.tick_states({e.definition.name for e, _ in due})
-        requests: list[StartRequest] = []
-        for entry, tick in due:
-            name = entry.definition.name
-            state = states.get(name)
-            if state is None:
-                continue  # deleted from the database (another daemon's set_schedules)
-            try:
-                outcome = self._fire_tick(entry.definition, tick, state, requests)
-            except Exception as exc:
-                logger.exception("schedule %s: tick %s failed to start", name, tick.isoformat())
-                if isinstance(exc, DBOSStorageError):
-                    self._fall_behind([entry], CAUSE_FAILED_PASS)  # caught up once it answers
-                continue
-            if outcome is not None:
-                fired.append(outcome)
-                if outcome.workflow_id is not None:
-                    # The run started here: the next tick of this pass sees it running.
-                    states[name] = TickState(
-                        state.paused,
-                        outcome.tick_ms,
-                        outcome.workflow_id,
-                        "PENDING",
-                        last_executor=self.runtime.executor_id,
-                        last_version=self.runtime.app_version,
-                    )
-        starts.extend(prepare_start(self.runtime, request) for request in requests)
+    def _hold(self, name: str) -> None:
+        """The schedule holds a buffered tick: watch its previous run to release it."""
+        with self._lock:
+            self._holding.add(name)
 
-    def _fire_tick(
-        self,
-        definition: ScheduleDefinition,
-        tick: datetime,
-        state: TickState,
-        starts: list[StartRequest],
-        actual: datetime | None = None,
-    ) -> FiredTick | None:
-        """Decide one tick; a run to start now is appended to ``starts`` (``actual``: its
-        ``actual_time``, by default now)."""
-        tick_ms = _tick_ms(tick)
-        if state.paused or definition.paused:
-            return None
-        if state.last_tick_ms is not None and state.last_tick_ms >= tick_ms:
-            return None  # handled already, by another process or before a restart
-        workflow_id = tick_workflow_id(definition.name, tick)
-        policy = definition.overlap_policy
-        held = 0
-        if policy in (OverlapPolicy.BUFFER_ONE, OverlapPolicy.BUFFER_ALL):
-            held = self.schedules.held_count(definition.name)
-        # `allow` never looks at the previous run (and prepared ticks are all `allow`).
-        running = policy is not OverlapPolicy.ALLOW and self._still_running(definition.name, state)
-        action = overlap_action(policy, running, held)
-        if action is Overlap.SKIP:
-            logger.info("schedule %s: skipped tick %s (overlap)", definition.name, tick)
-            return FiredTick(definition.name, tick_ms, None)
-        if action is Overlap.HOLD:
-            self.start_run(definition, workflow_id, tick, hold_queue_name(definition.name))
-            with self._lock:
-                self._holding.add(definition.name)
-            return FiredTick(definition.name, tick_ms, None)
-        if action is Overlap.CANCEL_AND_START and state.last_workflow_id is not None:
-            self.runtime.cancel(state.last_workflow_id)
-        starts.append(
-            self._start_request(definition, workflow_id, tick, definition.queue_name, actual)
-        )
-        return FiredTick(definition.name, tick_ms, workflow_id)
-
-    def _still_running(self, name: str, state: TickState) -> bool:
-        """Whether the schedule's previous run still goes, for its overlap policy. A run that no
-        live executor would finish is not waited on, with a warning once per run."""
-        if not state.unfinished:
-            return False
-        running, reason = state.previous_run(
-            now_ms=self.runtime.now_ms(),
-            stale_after_ms=self._stale_after_ms,
-            me=self.runtime.executor_id,
-            my_version=self.runtime.app_version,
-        )
-        if reason is not None and self._warned_runs.get(name) != state.last_workflow_id:
-            self._warned_runs[name] = state.last_workflow_id
-            logger.warning(
-                "schedule %s: not waiting on its previous run %s (executor %s): %s; the "
-                "overlap policy treats it as finished",
-                name,
-                state.last_workflow_id,
-                state.last_executor,
-                reason,
-                extra={
-                    "schedule": name,
-                    "workflow_id": state.last_workflow_id,
-                    "executor_id": state.last_executor,
-                    "reason": reason,
-                },
-            )
-        return running
-
-    def _start_request(
-        self,
-        definition: ScheduleDefinition,
-        workflow_id: str,
-        tick: datetime,
-        queue: str | None,
-        actual: datetime | None = None,
-    ) -> StartRequest:
-        args, kwargs = definition.tick_inputs(tick, actual or self._now())
-        return StartRequest(
-            REGISTRY.require_workflow(definition.workflow_name),
-            workflow_id,
-            args,
-            kwargs,
-            definition.timeout_seconds,
-            None if queue is None else QueuePlacement(queue),
-        )
-
-    def start_run(
-        self, definition: ScheduleDefinition, workflow_id: str, tick: datetime, queue: str | None
-    ) -> None:
-        """Start one run now (a held tick, a trigger), with the ID checks of a single start."""
-        run = self._start_request(definition, workflow_id, tick, queue)
-        with SetWorkflowID(workflow_id), SetWorkflowTimeout(definition.timeout_seconds):
-            if run.queue is None:
-                self.runtime.start_background(run.fn, None, run.args, run.kwargs)
-                return
-            self.runtime.plan(run.fn, None, run.args, run.kwargs, run.queue)
-        _wake_queues(self.runtime)
+    def _failed_pass(self, entries: list[ScheduleEntry]) -> None:
+        self._fall_behind(entries, CAUSE_FAILED_PASS)
 
     def _release_holds(self) -> None:
         with self._lock:
@@ -696,19 +516,13 @@ class Scheduler:
                 entry.definition.queue_name,
                 self.runtime.executor_id,
                 self.runtime.app_version,
-                self._still_running,
+                self.firing.still_running,
             )
             if row is not None:
-                self._run_released(row)
+                self.firing.run_released(row)
             elif self.schedules.held_count(name) == 0:
                 with self._lock:
                     self._holding.discard(name)
-
-    def _run_released(self, row: WorkflowRow) -> None:
-        if row.status == "PENDING":
-            self.runtime.execute_existing(row)
-        else:
-            _wake_queues(self.runtime)
 
     # -- debounce windows -------------------------------------------------------------------------
 
@@ -731,7 +545,7 @@ class Scheduler:
                 self._push("debounce", (namespace, key), self.runtime.clock() + 1.0)
             return
         if outcome.released is not None:
-            self._run_released(outcome.released)
+            self.firing.run_released(outcome.released)
         elif outcome.not_before_ms is not None:
             with self._lock:
                 self._push("debounce", (namespace, key), outcome.not_before_ms / 1000)
@@ -739,10 +553,6 @@ class Scheduler:
     def _poll_windows(self) -> None:
         for window in self.debounces.due_windows(self.runtime.now_ms()):
             self._fire_window(window.namespace, window.key)
-
-
-def _tick_ms(tick: datetime) -> int:
-    return int(tick.timestamp() * 1000)
 
 
 def _log_plan(name: str, plan: CatchupPlan, cause: str) -> None:
@@ -753,126 +563,6 @@ def _log_plan(name: str, plan: CatchupPlan, cause: str) -> None:
         logger.info("%s", plan.describe(name, cause), extra=plan.fields(name, cause))
 
 
-def _wake_queues(runtime: Runtime) -> None:
-    queue_worker.wake(runtime)
-
-
 def start(runtime: Runtime) -> None:
+    """Start the runtime's scheduler (at launch)."""
     Scheduler(runtime).start()
-
-
-def get_scheduler(runtime: Runtime | None = None) -> Scheduler:
-    """The scheduler of ``runtime`` (by default, of the launched DBOS)."""
-    if runtime is None:
-        from engine.dbos import _runtime
-
-        runtime = _runtime()
-    scheduler = runtime.scheduler
-    if scheduler is None or runtime.stopping.is_set():
-        raise DBOSNotLaunchedError("the scheduler is not running (call DBOS.launch() first)")
-    return scheduler
-
-
-# -- the programmatic API (the daemon's) ----------------------------------------------------------
-
-
-def set_schedules(definitions: Sequence[ScheduleDefinition]) -> None:
-    """Replace the managed schedules (those from configuration) at once.
-
-    Validation happens first: if any definition is invalid, nothing changes. Schedules kept with
-    an identical definition keep their timers; new or changed ones catch up per their policy.
-    ``@DBOS.scheduled`` workflows are not affected.
-    """
-    for definition in definitions:
-        if not isinstance(definition, ScheduleDefinition):
-            raise DBOSInvalidArgumentError(
-                f"set_schedules takes ScheduleDefinition objects, got {definition!r}"
-            )
-    get_scheduler().set_managed(list(definitions))
-
-
-def upsert_schedule(definition: ScheduleDefinition) -> None:
-    """Create a managed schedule, or replace the one with the same name."""
-    if not isinstance(definition, ScheduleDefinition):
-        raise DBOSInvalidArgumentError(
-            f"upsert_schedule takes a ScheduleDefinition, got {definition!r}"
-        )
-    scheduler = get_scheduler()
-    others = [d for d in scheduler.managed() if d.name != definition.name]
-    scheduler.set_managed([*others, definition])
-
-
-def delete_schedule(name: str) -> None:
-    """Remove a managed schedule: it stops firing, and its pause state is forgotten."""
-    scheduler = get_scheduler()
-    current = scheduler.managed()
-    if name not in {d.name for d in current}:
-        known = ", ".join(sorted(d.name for d in current)) or "none"
-        raise DBOSInvalidArgumentError(
-            f"no managed schedule named {name!r} (managed schedules: {known})"
-        )
-    scheduler.set_managed([d for d in current if d.name != name])
-
-
-def _admin(client: DBOSClient | None) -> ScheduleAdmin:
-    return ScheduleAdmin.from_client(client) if client is not None else get_scheduler().admin
-
-
-def pause_schedule(name: str, *, client: DBOSClient | None = None) -> None:
-    """Durably pause a schedule: its ticks are skipped until it is resumed.
-
-    With ``client``, works on that client's database without a running scheduler (the running
-    daemons see the flag at their next tick).
-    """
-    _admin(client).pause(name)
-
-
-def resume_schedule(name: str, *, client: DBOSClient | None = None) -> None:
-    """Resume a paused schedule; ticks that came due while paused do not run."""
-    _admin(client).resume(name)
-
-
-def trigger_schedule(name: str, *, client: DBOSClient | None = None) -> str:
-    """Run the schedule's workflow now, outside its ticks; returns the new workflow's ID.
-
-    The ID (``sched-<name>-trigger-<hex>``) never collides with a tick's, and overlap policies do
-    not apply. In a launched process the run goes to the schedule's queue, or starts here. With
-    ``client`` it is enqueued (on the schedule's queue, or the internal queue every executor
-    serves) for a daemon to run.
-    """
-    if client is not None:
-        return ScheduleAdmin.from_client(client).trigger(name)
-    scheduler = get_scheduler()
-    definition = scheduler.admin.definition(name)
-    workflow_id = trigger_workflow_id(name)
-    scheduler.start_run(definition, workflow_id, scheduler._now(), definition.queue_name)
-    return workflow_id
-
-
-def backfill_schedule(
-    name: str, start: datetime, end: datetime, *, client: DBOSClient | None = None
-) -> list[str]:
-    """Enqueue every tick in [start, end] (both included); returns their tick workflow IDs.
-
-    Tick IDs are deterministic, so ticks that already ran, or were backfilled before, run nothing
-    new. Raises if start > end or the range holds more than ``MAX_BACKFILL_TICKS`` ticks.
-    """
-    ids = _admin(client).backfill(name, start, end)
-    if client is None:
-        _wake_queues(get_scheduler().runtime)
-    return ids
-
-
-def schedule_states(*, client: DBOSClient | None = None) -> list[ScheduleState]:
-    """Every schedule in the database with its next fire time and last run."""
-    return _admin(client).states()
-
-
-def schedule_state(name: str, *, client: DBOSClient | None = None) -> ScheduleState:
-    """One schedule's state; raises DBOSInvalidArgumentError naming the known ones if unknown."""
-    return _admin(client).state(name)
-
-
-def next_fire_times(name: str, count: int, *, client: DBOSClient | None = None) -> list[datetime]:
-    """The next ``count`` nominal ticks of a schedule (1 to 1000)."""
-    return _admin(client).next_fire_times(name, count)
