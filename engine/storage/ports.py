@@ -297,8 +297,9 @@ class SchedulePort(Protocol):
         app_version: str,
         still_running: Callable[[str, TickState], bool],
     ) -> WorkflowRow | None:
-        """Unless ``still_running`` says the previous run goes on, release the oldest held tick
-        (to ``target_queue``, or PENDING on ``executor_id``) as the last run; one at a time."""
+        """Unless ``still_running`` says the previous run goes on, release the first held tick
+        by ID (tick IDs sort by time) to ``target_queue``, or PENDING on ``executor_id``, as the
+        last run; one release of a schedule at a time."""
 
     def insert_enqueued(self, rows: Sequence[WorkflowRow]) -> list[str]:
         """Insert rows in one transaction; returns the IDs that were new (a tick's ID once)."""
