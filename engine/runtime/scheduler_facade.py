@@ -41,7 +41,7 @@ __all__ = [
 def get_scheduler(runtime: Runtime | None = None) -> Scheduler:
     """The scheduler of ``runtime`` (by default, of the launched DBOS)."""
     if runtime is None:
-        # In here: engine.dbos imports the runtime's services, this module among them.
+        # Not at the top: a cycle (engine.dbos imports engine.runtime.scheduler, and so this).
         from engine.dbos import _runtime
 
         runtime = _runtime()
