@@ -113,6 +113,7 @@ class Runtime:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def launch(self) -> None:
+        """Migrate the system database, claim an executor ID and start the watcher."""
         migrate_system_database(self.db)
         if not self.app_version:
             self.app_version = compute_app_version(REGISTRY.workflows())
@@ -132,6 +133,7 @@ class Runtime:
         self.watcher.start()
 
     def spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
+        """Start a daemon thread that shutdown joins."""
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -139,9 +141,12 @@ class Runtime:
 
     @property
     def stopping(self) -> threading.Event:
+        """Set once shutdown began."""
         return self._stop
 
     def shutdown(self, wait_seconds: float = 5.0) -> None:
+        """Stop the threads, wait up to ``wait_seconds`` for them and the pending completions, and
+        close the databases."""
         self._stop.set()
         for listener in self.stop_listeners:
             listener()
@@ -161,6 +166,7 @@ class Runtime:
         self.db.dispose()
 
     def now_ms(self) -> int:
+        """The runtime's clock in epoch milliseconds."""
         return int(self.clock() * 1000)
 
     # -- starting workflows -----------------------------------------------------------------------
@@ -173,6 +179,7 @@ class Runtime:
         kwargs: dict[str, Any],
         queue: QueuePlacement | None = None,
     ) -> StartPlan:
+        """Insert the workflow's row (or find the one with its ID) for a start."""
         return plan_start(self, fn, instance, args, kwargs, queue)
 
     def run_sync(
@@ -188,6 +195,7 @@ class Runtime:
     async def run_async(
         self, fn: RegisteredFunction, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        """``run_sync`` for coroutine workflows, on the caller's event loop."""
         plan = await asyncio.to_thread(self.plan, fn, instance, args, kwargs)
         if not plan.created:
             return await asyncio.to_thread(self.wait_result, plan.workflow_id)
@@ -202,6 +210,7 @@ class Runtime:
     def start_background(
         self, fn: RegisteredFunction, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> str:
+        """Start a workflow on a pool thread; returns its ID."""
         plan = self.plan(fn, instance, args, kwargs)
         if plan.created:
             self.submit(
@@ -458,6 +467,8 @@ class Runtime:
     def call_step(
         self, fn: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        """Run a step in the current workflow: replayed if recorded, else run with its retries and
+        recorded."""
         ctx = current_workflow()
         if ctx is None or ctx.in_step:
             return fn.func(*args, **kwargs)
@@ -480,6 +491,7 @@ class Runtime:
     async def call_step_async(
         self, fn: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        """``call_step`` for coroutine steps."""
         ctx = current_workflow()
         if ctx is None or ctx.in_step:
             return await fn.func(*args, **kwargs)
@@ -533,11 +545,13 @@ class Runtime:
             return self._done.setdefault(workflow_id, threading.Event())
 
     def outcome(self, workflow_id: str) -> Any:
+        """The stored result of a finished workflow (returned or raised)."""
         return results.stored_outcome(self.store, self.codec, workflow_id)
 
     # -- management -------------------------------------------------------------------------------
 
     def cancel(self, workflow_id: str) -> list[str]:
+        """Cancel the workflow and its children; returns the IDs cancelled."""
         cancelled = self.store.cancel_workflow_tree(workflow_id)
         with self._lock:
             for wf_id in cancelled:

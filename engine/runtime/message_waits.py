@@ -70,6 +70,7 @@ class Messaging:
             threading.Thread(target=target, name=name, daemon=True).start()
 
     def wake(self, key: str) -> None:
+        """Wake this process's waiters of ``key`` (after a write's commit)."""
         self.hub.wake(key)
 
     def _check_interrupted(self, ctx: WorkflowContext | None) -> bool:

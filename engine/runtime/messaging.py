@@ -194,6 +194,7 @@ def recv(runtime: Runtime, ctx: WorkflowContext, topic: str | None, timeout_seco
 async def recv_async(
     runtime: Runtime, ctx: WorkflowContext, topic: str | None, timeout_seconds: float
 ) -> Any:
+    """``recv`` for coroutines."""
     wait = await asyncio.to_thread(_begin_recv, runtime, ctx, topic, timeout_seconds)
     if wait.replayed is not None:
         return wait.replayed.value()
@@ -286,6 +287,7 @@ def get_event(runtime: Runtime, workflow_id: str, key: str, timeout_seconds: flo
 async def get_event_async(
     runtime: Runtime, workflow_id: str, key: str, timeout_seconds: float
 ) -> Any:
+    """``get_event`` for coroutines."""
     read = await asyncio.to_thread(_begin_get_event, runtime, workflow_id, key, timeout_seconds)
     wait = read.durable
     if wait is None:
@@ -321,6 +323,7 @@ def write_stream(runtime: Runtime, ctx: WorkflowContext, key: str, value: Any) -
 
 @_pausing_in_workflows
 def close_stream(runtime: Runtime, ctx: WorkflowContext, key: str) -> None:
+    """Close a stream: readers get what was written before, then stop."""
     _append(runtime, ctx, key, None, closed=True)
 
 
@@ -413,6 +416,7 @@ def _read_stream(cursor: _StreamCursor) -> Generator[Any, Any, None]:
 async def read_stream_async(
     runtime: Runtime, workflow_id: str, key: str
 ) -> AsyncGenerator[Any, None]:
+    """``read_stream`` for coroutines."""
     cursor = _StreamCursor(runtime, workflow_id, key)
     m = state(runtime)
     while True:

@@ -63,6 +63,7 @@ def scheduled_decorator(cron: str) -> Callable[[F], F]:
 
 
 def scheduled_definitions() -> list[ScheduleDefinition]:
+    """The schedules of this process's ``@DBOS.scheduled`` workflows."""
     with _LOCK:
         return list(_DECORATED.values())
 

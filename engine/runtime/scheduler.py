@@ -155,6 +155,7 @@ class Scheduler:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Install the decorated and registry schedules and start the scheduler thread."""
         decorated = scheduled_definitions()
         self.schedules.register(
             [d.registration(SOURCE_DECORATOR, self.runtime.codec) for d in decorated]
@@ -168,6 +169,7 @@ class Scheduler:
         self.runtime.spawn("keeptime-scheduler", self.run)
 
     def wake(self) -> None:
+        """Make the thread look at its timers now."""
         self._wake.set()
 
     def _on_finish(self, workflow_id: str) -> None:
@@ -175,6 +177,7 @@ class Scheduler:
             self._wake.set()
 
     def run(self) -> None:
+        """The scheduler thread: passes until shutdown; a failed pass is retried."""
         try:
             outage = False
             while not self.runtime.stopping.is_set():
@@ -244,10 +247,12 @@ class Scheduler:
         self._reconcile(stored, SOURCE_REGISTRY)
 
     def managed(self) -> list[ScheduleDefinition]:
+        """The installed managed schedules (those from configuration)."""
         with self._lock:
             return [e.definition for e in self._entries.values() if e.source == SOURCE_MANAGED]
 
     def drop(self, name: str, source: str) -> None:
+        """Uninstall the schedule ``name`` if it came from ``source``."""
         with self._lock:
             entry = self._entries.get(name)
             if entry is not None and entry.source == source:

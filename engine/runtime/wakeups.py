@@ -43,6 +43,7 @@ class Waiter:
         self._async_event = asyncio.Event() if loop is not None else None
 
     def fire(self) -> None:
+        """Wake the wait (from any thread)."""
         if self._loop is None or self._async_event is None:
             self._event.set()
             return
@@ -50,14 +51,17 @@ class Waiter:
             self._loop.call_soon_threadsafe(self._async_event.set)
 
     def clear(self) -> None:
+        """Forget earlier wake-ups: call before probing, so one during the probe counts."""
         if self._async_event is not None:
             self._async_event.clear()
         self._event.clear()
 
     def wait(self, seconds: float) -> None:
+        """Block up to ``seconds`` or until woken."""
         self._event.wait(seconds)
 
     async def wait_async(self, seconds: float) -> None:
+        """Wait on the event loop up to ``seconds`` or until woken."""
         assert self._async_event is not None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._async_event.wait(), seconds)
@@ -89,6 +93,7 @@ class WakeupHub:
 
     @contextlib.contextmanager
     def watching(self, key: str, waiter: Waiter) -> Iterator[Waiter]:
+        """Register ``waiter`` under ``key`` for the duration of the block."""
         with self._lock:
             self._waiters.setdefault(key, set()).add(waiter)
         try:
@@ -102,18 +107,21 @@ class WakeupHub:
                         del self._waiters[key]
 
     def wake(self, key: str) -> None:
+        """Wake every waiter of ``key``."""
         with self._lock:
             waiters = list(self._waiters.get(key, ()))
         for waiter in waiters:
             waiter.fire()
 
     def wake_all(self) -> None:
+        """Wake every waiter (they re-probe): a lost notification or a shutdown."""
         with self._lock:
             waiters = [w for group in self._waiters.values() for w in group]
         for waiter in waiters:
             waiter.fire()
 
     def waiting(self) -> int:
+        """How many waiters are registered (tests)."""
         with self._lock:
             return sum(len(group) for group in self._waiters.values())
 
@@ -132,6 +140,7 @@ class PgListener:
         self._warned = False  # warned of the current loss of the connection
 
     def run(self) -> None:
+        """Listen until the runtime stops, reconnecting with backoff."""
         backoff = 0.1
         while not self.stopping.is_set():
             try:
