@@ -155,3 +155,14 @@ def test_due_windows_earliest_first(debounces: DebouncePort, clock: FakeClock) -
     assert len(debounces.due_windows(start + PERIOD_MS + 200)) == 3
     assert debounces.due_windows(start + PERIOD_MS - 1) == []
     assert debounces.fire("ns", "nobody", "e1", "v1") == FireOutcome(None, None)
+
+
+def test_concurrent_first_calls_share_one_window(
+    debounces: DebouncePort, workflows: WorkflowPort
+) -> None:
+    new_ids = [f"w{i}" for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        windows = list(pool.map(lambda w: debounces.debounce(_call(w, f'["{w}"]')), new_ids))
+    assert len({w.workflow_id for w in windows}) == 1, windows
+    created = [w for w in new_ids if workflows.get_workflow(w) is not None]
+    assert created == [windows[0].workflow_id], "one held workflow per window"

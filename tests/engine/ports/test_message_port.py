@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from engine.error import DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
@@ -45,6 +47,19 @@ def test_each_message_is_received_once_in_order(messages: MessagePort) -> None:
     assert messages.has_message(DEST, "t")
     assert [_receive(messages, fid) for fid in (1, 2, 3)] == ["m1", "m2", None]
     assert not messages.has_message(DEST, "t")
+
+
+def test_concurrent_receivers_never_take_a_message_twice(messages: MessagePort) -> None:
+    sent = [f"m{i}" for i in range(3)]
+    for message in sent:
+        messages.send_now(DEST, "t", message, None)
+    with ThreadPoolExecutor(4) as pool:
+        taken = [m for m in pool.map(lambda fid: _receive(messages, fid), range(1, 7)) if m]
+    assert len(taken) == len(set(taken)), taken
+    rest: list[str] = []
+    while (left := _receive(messages, 100 + len(rest))) is not None:
+        rest.append(left)
+    assert sorted(taken + rest) == sent, "nothing lost either"
 
 
 def test_topics_are_separate_queues(messages: MessagePort) -> None:
