@@ -34,7 +34,7 @@ def ensure_database_exists(db: Database) -> bool:
     connection). Safe when several processes launch at once: the loser's duplicate-database error
     is ignored. A role without CREATEDB gets a DBOSConfigError that says how to fix it.
     """
-    if db.is_sqlite:
+    if not db.dialect.creates_databases:
         return False
     try:
         with db.read():

@@ -1,9 +1,8 @@
 """Connections to SQLite and PostgreSQL behind one small interface.
 
-SQLite runs in WAL mode with synchronous=FULL (as durable as a rollback journal with FULL, and far
-faster). Writes take ``BEGIN IMMEDIATE`` so two writers never deadlock on lock upgrades, and an
-in-process lock keeps this process's writers from spinning in SQLite's busy handler. Reads use a
-deferred ``BEGIN`` and never block the writer.
+Every difference between the two backends (transactions, the SQLite single-writer lock, error
+translation, discarding broken connections) lives in the ``Database``'s dialect
+(engine/storage/dialect.py); this module holds what both share.
 
 Outages (PostgreSQL unreachable, a SQLite disk full, failing or read-only) are translated into
 ``OUTAGE_ERRORS``, logged once each, and ridden out by ``Database.retrying``: for as long as it
@@ -16,17 +15,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import psycopg
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from engine.error import (
     DBOSConfigError,
@@ -34,12 +31,26 @@ from engine.error import (
     DBOSStorageError,
     DBOSStorageUnavailableError,
 )
+from engine.storage.dialect import Dialect
+from engine.storage.postgres_dialect import PostgresDialect
 from engine.storage.schema import SCHEMA_PLACEHOLDER
+from engine.storage.sqlite_dialect import SQLITE_BUSY_TIMEOUT_MS, SqliteDialect, sqlite_error
+
+__all__ = [
+    "OUTAGE_ERRORS",
+    "OUTSIDE_RETRY_SECONDS",
+    "PING_AFTER_IDLE_SECONDS",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "Database",
+    "DatabaseUrl",
+    "is_outage",
+    "parse_database_url",
+    "waiting_out_outages",
+]
 
 logger = logging.getLogger("keeptime.engine")
 T = TypeVar("T")
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: The errors that mean "unavailable for now" (a server down or restarting, a dropped
 #: connection, a full disk, an I/O error, a read-only file): work pauses and retries.
 OUTAGE_ERRORS: tuple[type[DBOSStorageError], ...] = (
@@ -87,8 +98,20 @@ def parse_database_url(raw: str, what: str = "system_database_url") -> DatabaseU
     )
 
 
+def dialect_for(db_url: DatabaseUrl) -> Dialect:
+    """The dialect of a validated URL's backend."""
+    if db_url.is_sqlite:
+        return SqliteDialect(db_url.url)
+    # Read at each checkout: PING_AFTER_IDLE_SECONDS may change while the engine runs.
+    return PostgresDialect(db_url.url, lambda: PING_AFTER_IDLE_SECONDS)
+
+
+# What a failed statement may raise that can mean the connection should not be reused.
+_FAILURES = (DBAPIError, DBOSStorageUnavailableError)
+
+
 class Database:
-    """A SQLAlchemy engine plus the write discipline for its backend."""
+    """A SQLAlchemy engine plus the write discipline of its backend (``dialect``)."""
 
     def __init__(
         self,
@@ -100,56 +123,32 @@ class Database:
         engine: Engine | None = None,
     ) -> None:
         self.db_url = db_url
+        #: Every SQLite/PostgreSQL difference; chosen once, here.
+        self.dialect = dialect_for(db_url)
+        #: Kept for callers outside storage; prefer the dialect's named capabilities.
         self.is_sqlite = db_url.is_sqlite
-        self.schema = None if self.is_sqlite else _check_schema_name(schema or "dbos")
-        # Reentrant: a burst holds it across several write transactions (``exclusive_writes``).
-        self._write_lock = threading.RLock() if self.is_sqlite else None
-        self.engine = engine or self._create_engine(pool_size, dict(engine_kwargs or {}))
-        self.engine = self.engine.execution_options(
+        self.schema = self.dialect.system_schema(schema)
+        if engine is None:
+            engine = self.dialect.create_engine(pool_size, dict(engine_kwargs or {}))
+        else:
+            self.dialect.adopt_engine(engine)
+        self.engine = engine.execution_options(
             schema_translate_map={SCHEMA_PLACEHOLDER: self.schema}
         )
         self._outage = _OutageLog(db_url.masked)
 
-    def _create_engine(self, pool_size: int, kwargs: dict[str, Any]) -> Engine:
-        if self.is_sqlite:
-            kwargs.setdefault("pool_size", pool_size)
-            kwargs.setdefault("max_overflow", pool_size)
-            kwargs.setdefault(
-                "connect_args",
-                {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            )
-            engine = create_engine(self.db_url.url, **kwargs)
-            _install_sqlite_hooks(engine)
-            return engine
-        kwargs.setdefault("pool_size", pool_size)
-        kwargs.setdefault("max_overflow", 0)
-        kwargs.setdefault("pool_timeout", 30)
-        # The most recently used connection is the warmest (its server process is scheduled and
-        # its caches hot): about 50 us less per round trip than rotating through the pool.
-        kwargs.setdefault("pool_use_lifo", True)
-        engine = create_engine(self.db_url.url, **kwargs)
-        if not kwargs.get("pool_pre_ping"):
-            _ping_idle_connections(engine)
-        return engine
-
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction, committed on normal exit."""
-        if not self.is_sqlite:
-            with self._translate_errors(), self.engine.begin() as conn:
+        dialect = self.dialect
+        with dialect.write_turn, self._translate_errors(), self.engine.connect() as conn:
+            try:
+                dialect.begin_write(conn)
                 yield conn
-            return
-        with (
-            self._sqlite_writer(),
-            self._translate_errors(),
-            self.engine.connect() as conn,
-            _discarded_after_fault(conn),
-        ):
-            # Issued here rather than from a "begin" event: any connection event makes
-            # SQLAlchemy dispatch events around every statement, a third of a step's CPU.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            yield conn
-            conn.commit()
+                conn.commit()
+            except _FAILURES as exc:
+                dialect.after_failure(conn, exc)
+                raise
 
     @contextlib.contextmanager
     def autocommit(self) -> Iterator[Connection]:
@@ -158,34 +157,16 @@ class Database:
         For writes that are a single statement: on PostgreSQL it saves the BEGIN and COMMIT
         round trips of ``write()``, a third of a step's time there.
         """
-        if self.is_sqlite:
-            # The sqlite3 module runs with isolation_level=None: autocommit already.
-            with (
-                self._sqlite_writer(),
-                self._translate_errors(),
-                self.engine.connect() as conn,
-                _discarded_after_fault(conn),
-            ):
-                yield conn
-            return
-        with self._translate_errors(), self.engine.connect() as conn:
-            driver = conn.connection.driver_connection
-            driver.autocommit = True  # type: ignore[union-attr]
+        dialect = self.dialect
+        with dialect.write_turn, self._translate_errors(), self.engine.connect() as conn:
+            dialect.begin_autocommit(conn)
             try:
                 yield conn
+            except _FAILURES as exc:
+                dialect.after_failure(conn, exc)
+                raise
             finally:
-                if not conn.invalidated:
-                    driver.autocommit = False  # type: ignore[union-attr]
-
-    @contextlib.contextmanager
-    def _sqlite_writer(self) -> Iterator[None]:
-        """This process's SQLite writers take turns, instead of spinning in the busy handler."""
-        lock = self._write_lock
-        if lock is None:
-            yield
-            return
-        with lock:
-            yield
+                dialect.end_autocommit(conn)
 
     @contextlib.contextmanager
     def exclusive_writes(self) -> Iterator[None]:
@@ -195,19 +176,20 @@ class Database:
         completions of the first chunk's runs take the writer in between, and the last chunk
         starts late. Other processes still write between the chunks. No-op on PostgreSQL.
         """
-        with self._sqlite_writer():
+        with self.dialect.write_turn:
             yield
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction (deferred on SQLite, so it never blocks the writer)."""
+        dialect = self.dialect
         with self._translate_errors(reading=True), self.engine.connect() as conn:
-            if self.is_sqlite:
-                conn.exec_driver_sql("BEGIN")
-                with _discarded_after_fault(conn):
-                    yield conn
-            else:
+            dialect.begin_read(conn)
+            try:
                 yield conn
+            except _FAILURES as exc:
+                dialect.after_failure(conn, exc)
+                raise
             conn.rollback()
 
     @contextlib.contextmanager
@@ -230,31 +212,17 @@ class Database:
         except SQLAlchemyError as exc:
             raise DBOSStorageError(f"database error on {self.db_url.masked}: {exc}") from exc
         else:
-            if not (reading and self.is_sqlite):
+            if self.dialect.reads_end_outages or not reading:
                 self._outage.over()
 
     def translate(self, exc: DBAPIError) -> DBOSStorageError:
         """The engine's error for a driver error raised through SQLAlchemy."""
-        if self.is_sqlite:
-            return self.translate_sqlite(exc.orig)
-        if exc.connection_invalidated or _is_connection_problem(exc.orig):
-            return DBOSConnectionLostError(
-                f"cannot reach the database {self.db_url.masked}: {_first_line(exc.orig)} "
-                "(check that the server runs and the URL, user and password are right)"
-            )
-        return DBOSStorageError(f"database error on {self.db_url.masked}: {_first_line(exc.orig)}")
+        return self.dialect.translate(exc)
 
     def translate_sqlite(self, exc: BaseException | None) -> DBOSStorageError:
         """The engine's error for a sqlite3 error: a disk fault is DBOSStorageUnavailableError,
         and its message names the file, the cause and the fix."""
-        fault = _sqlite_fault(exc)
-        if fault is None:
-            return DBOSStorageError(f"database error on {self.db_url.masked}: {_first_line(exc)}")
-        cause, fix = fault
-        return DBOSStorageUnavailableError(
-            f"{cause.format(path=self.db_url.url.database)} (SQLite says: {_first_line(exc)}); "
-            f"{fix}"
-        )
+        return sqlite_error(self.db_url.url, exc)
 
     def retrying(self, what: str, operation: Callable[[], T], pauses: Sequence[float]) -> T:
         """Run ``operation`` (which must be safe to repeat), repeating it while the database is
@@ -290,123 +258,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def _install_sqlite_hooks(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE is ours.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        _enable_wal(cur)
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.close()
-
-
-def _ping_idle_connections(engine: Engine) -> None:
-    """Check a pooled connection before use only when it sat idle ``PING_AFTER_IDLE_SECONDS``.
-
-    SQLAlchemy's ``pool_pre_ping`` costs a round trip on every checkout, on the hot path of
-    every step. A connection in steady use is known to be alive; one that idled may have been
-    dropped by the server or a proxy, and is pinged (and replaced if dead) before use.
-    """
-
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
-        record.info["keeptime_idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        idle_since = record.info.get("keeptime_idle_since")
-        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
-            return
-        try:
-            with dbapi_conn.cursor() as cur:
-                cur.execute("SELECT 1")
-            dbapi_conn.rollback()
-        except Exception as exc:
-            # The pool discards this connection and retries the checkout with a new one.
-            raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
-
-
-def _enable_wal(cur: Any) -> None:
-    """Switch to WAL. The switch needs a moment alone with the file, and SQLite reports "locked"
-    at once (without its busy handler) while another process is mid-transaction; retry."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            cur.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-# SQLSTATEs of a server that is going away or not there yet (admin_shutdown, crash_shutdown,
-# cannot_connect_now: starting up, shutting down, in recovery); class 08 is connection exceptions.
-_SERVER_GOING_AWAY = ("57P01", "57P02", "57P03")
-
-
-def _is_connection_problem(exc: BaseException | None) -> bool:
-    """A PostgreSQL error that says the server is unreachable or dropped the connection.
-
-    libpq reports a failed or broken connection with no SQLSTATE (the text is localized), so
-    every OperationalError without one counts: the cost of a wrong guess is a retry.
-    """
-    if not isinstance(exc, psycopg.OperationalError):
-        return False
-    state = exc.sqlstate
-    return state is None or state.startswith("08") or state in _SERVER_GOING_AWAY
-
-
-# Primary SQLite result codes of a disk that cannot take writes for now, with what to tell the
-# operator. An extended code (SQLITE_IOERR_WRITE...) carries its primary one in the low byte.
-_SQLITE_FAULTS: dict[int, tuple[str, str]] = {
-    sqlite3.SQLITE_FULL: (
-        "the disk holding the database file {path!r} is full",
-        "free space on that filesystem; paused workflows continue by themselves",
-    ),
-    sqlite3.SQLITE_IOERR: (
-        "the database file {path!r} (or its -wal or -shm file) could not be read or written",
-        "check that the files are writable (ls -l, lsattr: no immutable flag), that their "
-        "filesystem is mounted read-write (findmnt) and that the disk works (dmesg); paused "
-        "workflows continue once it is fixed",
-    ),
-    sqlite3.SQLITE_READONLY: (
-        "the database file {path!r} cannot be written",
-        "make the file, its -wal and -shm files and their directory writable by this process's "
-        "user, on a filesystem mounted read-write; paused workflows continue by themselves",
-    ),
-}
-
-
-def _sqlite_fault(exc: BaseException | None) -> tuple[str, str] | None:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if not isinstance(code, int):
-        return None
-    return _SQLITE_FAULTS.get(code & 0xFF)
-
-
-@contextlib.contextmanager
-def _discarded_after_fault(conn: Connection) -> Iterator[None]:
-    """Close, rather than pool, SQLite connections once one hit a disk fault.
-
-    SQLite opens a file it may not write read-only, and such a connection stays read-only after
-    the file becomes writable again. Any pooled connection may have been opened meanwhile, so
-    all are replaced at their next checkout (as SQLAlchemy does after a lost connection), and
-    the first attempt after the fault is fixed succeeds.
-    """
-    try:
-        yield
-    except (DBAPIError, DBOSStorageUnavailableError) as exc:
-        orig = exc.orig if isinstance(exc, DBAPIError) else None
-        if orig is None or _sqlite_fault(orig) is not None:
-            with contextlib.suppress(Exception):
-                conn.engine.pool._invalidate(conn.connection, exc)
-                conn.invalidate(exc)
-        raise
 
 
 # -- riding out outages ----------------------------------------------------------------------------
@@ -528,18 +379,3 @@ class _OutageLog:
                 self._masked_url,
                 time.monotonic() - since,
             )
-
-
-def _first_line(exc: BaseException | None) -> str:
-    return str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else repr(exc)
-
-
-def _check_schema_name(name: str) -> str:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
-        raise DBOSConfigError(
-            f"dbos_system_schema {name!r} is not a plain identifier "
-            "(use letters, digits and underscores, starting with a letter)"
-        )
-    return name

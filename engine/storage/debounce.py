@@ -17,15 +17,13 @@ call is redone as the transaction above.
 
 from __future__ import annotations
 
-import functools
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
-from sqlalchemy.exc import DBAPIError
 
 from engine.core.debounce import open_window
+from engine.storage.dialect import Dialect
 from engine.storage.schedules import release_values
 from engine.storage.schema import debounce_windows, quoted_name, workflow_status
 from engine.storage.store import SystemStore, WorkflowRow, retry_on_connection_loss
@@ -68,10 +66,11 @@ class DebounceStore:
     def __init__(self, store: SystemStore) -> None:
         self.store = store
         self.db = store.db
+        self._call_sql = _call_sql(self.db.dialect, self.db.schema)
 
     def debounce(self, call: DebounceCall) -> Window:
         """Join the open window for the key (replacing its inputs) or open a new one."""
-        sql = _call_sql(self.db.is_sqlite, self.db.schema)
+        sql = self._call_sql
         params = _call_params(call, self.store.now_ms())
         if sql.one_statement is not None:
             found = self._debounce_in_one_statement(sql.one_statement, params)
@@ -82,34 +81,29 @@ class DebounceStore:
             # later statements see every commit.
             params = _call_params(call, self.store.now_ms())
         with self.db.write() as conn:
-            workflow_id, fire_at = _debounce_in_transaction(conn, sql, params)
+            workflow_id, fire_at = _debounce_in_transaction(self.db.dialect, conn, sql, params)
         return Window(call.namespace, call.key, workflow_id, fire_at)
 
     def _debounce_in_one_statement(
         self, statement: str, params: dict[str, Any]
     ) -> tuple[str, int] | None:
         """The whole call as one autocommitted statement; None when the transaction must decide."""
-        # Database.write() would cost a BEGIN and a COMMIT round trip more. Autocommit is set on
-        # the driver's connection (no round trip) and reset before the pool gets it back.
-        with self.db._translate_errors(), self.db.engine.connect() as conn:
-            driver = _driver(conn)
-            driver.autocommit = True
-            try:
-                workflow_id, fire_at, done = _execute(conn, statement, params).fetchone()
-            finally:
-                if not conn.invalidated:
-                    driver.autocommit = False
+        # Database.write() would cost a BEGIN and a COMMIT round trip more.
+        with self.db.autocommit() as conn:
+            cursor = self.db.dialect.execute_on_driver(conn, statement, params)
+            workflow_id, fire_at, done = cursor.fetchone()
         return (workflow_id, int(fire_at)) if done else None
 
     def fire(self, namespace: str, key: str, executor_id: str, app_version: str) -> FireOutcome:
         """Close the window if it is due and release its workflow (to its queue or to us)."""
         now = self.store.now_ms()
         with self.db.write() as conn:
-            query = select(dw.workflow_id, dw.fire_at_ms, dw.queue_name).where(
-                dw.namespace == namespace, dw.debounce_key == key
+            # FOR UPDATE: SQLite leaves it out (its writers are serialized).
+            query = (
+                select(dw.workflow_id, dw.fire_at_ms, dw.queue_name)
+                .where(dw.namespace == namespace, dw.debounce_key == key)
+                .with_for_update()
             )
-            if not self.db.is_sqlite:
-                query = query.with_for_update()
             found = conn.execute(query).first()
             if found is None:
                 return FireOutcome(None, None)
@@ -178,47 +172,20 @@ def _call_params(call: DebounceCall, now: int) -> dict[str, Any]:
 
 
 def _debounce_in_transaction(
-    conn: Connection, sql: _CallSql, params: dict[str, Any]
+    dialect: Dialect, conn: Connection, sql: _CallSql, params: dict[str, Any]
 ) -> tuple[str, int]:
     """The call as statements of one transaction: (the window's workflow ID, its deadline)."""
-    workflow_id, fire_at = _execute(conn, sql.upsert_window, params).fetchone()
+    execute = dialect.execute_on_driver
+    workflow_id, fire_at = execute(conn, sql.upsert_window, params).fetchone()
     if workflow_id != params["new_id"]:
         joined = {**params, "workflow_id": workflow_id}
-        if _execute(conn, sql.replace_inputs, joined).rowcount:
+        if execute(conn, sql.replace_inputs, joined).rowcount:
             return workflow_id, int(fire_at)
         # Its workflow was cancelled meanwhile: that window is over, open a new one.
-        _execute(conn, sql.delete_window, params)
-        workflow_id, fire_at = _execute(conn, sql.upsert_window, params).fetchone()
-    _execute(conn, sql.insert_held, params)
+        execute(conn, sql.delete_window, params)
+        workflow_id, fire_at = execute(conn, sql.upsert_window, params).fetchone()
+    execute(conn, sql.insert_held, params)
     return workflow_id, int(fire_at)
-
-
-def _driver(conn: Connection) -> Any:
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    return driver
-
-
-def _execute(conn: Connection, statement: str, params: dict[str, Any]) -> Any:
-    """Run SQL on the driver's connection and return its cursor.
-
-    ``exec_driver_sql`` costs about 50 us of CPU per statement, a third of a whole call. Errors
-    come out as from it: wrapped in SQLAlchemy's; a lost connection invalidates the pool's
-    connections of its generation (as SQLAlchemy does), so the next call reconnects instead of
-    finding the next dead one.
-    """
-    driver = _driver(conn)
-    dbapi_error = conn.dialect.loaded_dbapi.Error
-    try:
-        return driver.execute(statement, params)
-    except dbapi_error as exc:
-        lost = conn.dialect.is_disconnect(exc, driver, None)
-        if lost:
-            conn.engine.pool._invalidate(conn.connection, exc)
-            conn.invalidate(exc)
-        raise DBAPIError.instance(
-            statement, params, exc, dbapi_error, connection_invalidated=lost
-        ) from exc
 
 
 @dataclass(frozen=True)
@@ -227,13 +194,11 @@ class _CallSql:
     replace_inputs: str
     delete_window: str
     insert_held: str
-    one_statement: str | None  # PostgreSQL: the whole call at once
+    one_statement: str | None  # the whole call at once, where the dialect can
 
 
-@functools.cache
-def _call_sql(is_sqlite: bool, schema: str | None) -> _CallSql:
-    """The SQL of a call, in the driver's parameter style (sqlite3 ``:name``, psycopg
-    ``%(name)s``)."""
+def _call_sql(dialect: Dialect, schema: str | None) -> _CallSql:
+    """The SQL of a call, in the driver's parameter style (``Dialect.driver_sql``)."""
 
     windows = quoted_name(debounce_windows, schema)
     workflows = quoted_name(workflow_status, schema)
@@ -267,9 +232,7 @@ def _call_sql(is_sqlite: bool, schema: str | None) -> _CallSql:
         " EXISTS (SELECT 1 FROM opened) OR EXISTS (SELECT 1 FROM joined) FROM w"
     )
 
-    def driver(statement: str) -> str:
-        return statement if is_sqlite else re.sub(r":([a-z_]+)", r"%(\1)s", statement)
-
+    driver = dialect.driver_sql
     return _CallSql(
         upsert_window=driver(upsert),
         replace_inputs=driver(
@@ -280,5 +243,5 @@ def _call_sql(is_sqlite: bool, schema: str | None) -> _CallSql:
             f"DELETE FROM {windows} WHERE namespace = :namespace AND debounce_key = :key"
         ),
         insert_held=driver(f"INSERT INTO {workflows} {held_columns} VALUES ({held_values})"),
-        one_statement=None if is_sqlite else driver(one_statement),
+        one_statement=driver(one_statement) if dialect.writes_in_one_statement else None,
     )

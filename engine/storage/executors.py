@@ -61,7 +61,7 @@ class ExecutorStore:
         values = self._holder_values(holder, now)
         with self.db.write() as conn:
             if seen is None:
-                stmt = self.store._insert(executors).values(
+                stmt = self.db.dialect.insert(executors).values(
                     executor_id=holder.executor_id, **values
                 )
                 result = conn.execute(stmt.on_conflict_do_nothing(index_elements=["executor_id"]))
@@ -83,7 +83,7 @@ class ExecutorStore:
             )
             if beat.rowcount:
                 return Beat.BEATING
-            stmt = self.store._insert(executors).values(
+            stmt = self.db.dialect.insert(executors).values(
                 executor_id=holder.executor_id, **self._holder_values(holder, now)
             )
             inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["executor_id"]))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import Connection, TextClause, func, select, text
+from sqlalchemy import Connection, TextClause, select, text
 
 from engine.error import DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
 from engine.storage.schema import (
@@ -80,16 +80,9 @@ class MessageStore:
         )
 
     def _announcing(self, write: str) -> TextClause:
-        """``write`` (which returns a row per row written), notifying ``:wake_key`` on PostgreSQL.
-
-        A CTE carries the notification in the write's own statement: one round trip, not two.
-        """
-        if self.db.is_sqlite:
-            return text(write)
-        return text(
-            f"WITH written AS ({write}) "
-            f"SELECT pg_notify('{WAKEUP_CHANNEL}', :wake_key) FROM written"
-        )
+        """``write`` (which returns a row per row written), announcing ``:wake_key`` where the
+        dialect notifies, in the write's own statement."""
+        return text(self.db.dialect.announcing(write, WAKEUP_CHANNEL))
 
     # -- wake-up keys -----------------------------------------------------------------------------
 
@@ -108,8 +101,7 @@ class MessageStore:
         return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
     def _announce(self, conn: Connection, key: str) -> None:
-        if not self.db.is_sqlite:
-            conn.execute(select(func.pg_notify(WAKEUP_CHANNEL, key)))
+        self.db.dialect.announce(conn, WAKEUP_CHANNEL, key)
 
     # -- steps that write in the same transaction -------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 A fresh database gets the current schema from ``schema.metadata`` and is stamped with
 ``SCHEMA_VERSION``; an older one runs the steps in ``MIGRATIONS`` in order. Several processes may
-launch at once: PostgreSQL serializes them with an advisory lock, SQLite with ``BEGIN IMMEDIATE``.
+launch at once: each dialect makes them take turns (``Dialect.prepare_migration``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from engine.error import DBOSSchemaVersionError
 from engine.storage.bootstrap import ensure_database_exists
 from engine.storage.database import Database
 from engine.storage.debounce import DEBOUNCE_HOLD_QUEUE
+from engine.storage.dialect import Announcer
 from engine.storage.messages import WAKEUP_CHANNEL
 from engine.storage.schedules import HOLD_QUEUE_PREFIX
 from engine.storage.schema import (
@@ -23,55 +24,31 @@ from engine.storage.schema import (
     app_metadata,
     executors,
     metadata,
+    quoted_name,
     schema_version,
 )
 
 # The NOTIFY payload that wakes the queue workers of one schema (see install_enqueue_notify).
 QUEUE_WAKEUP_PREFIX = "queues:"
-_NOTIFY_FUNCTION = "keeptime_notify_enqueued"
 
 
 def install_enqueue_notify(db: Database, conn: Connection) -> None:
-    """On PostgreSQL, NOTIFY the queue workers whenever a row becomes ENQUEUED.
-
-    A trigger covers every way work gets enqueued (the app, DBOSClient in another process,
-    resume, fork, a debounce window closing), so no writer can forget the wake-up; PostgreSQL
-    folds identical notifications of one transaction into one.
-    """
-    if db.is_sqlite:
-        return
-    schema = db.schema
-    payload = QUEUE_WAKEUP_PREFIX + (schema or "")
-    conn.execute(
-        text(
-            f'CREATE OR REPLACE FUNCTION "{schema}".{_NOTIFY_FUNCTION}() RETURNS trigger '
-            "LANGUAGE plpgsql AS $$ BEGIN "
-            f"PERFORM pg_notify('{WAKEUP_CHANNEL}', '{payload}'); RETURN NULL; END $$"
-        )
+    """Where the dialect notifies, announce to the queue workers whenever a row becomes
+    ENQUEUED (a trigger, so no writer can forget it), except rows parked on hold queues
+    (debounce windows, buffered ticks), which wait for the scheduler."""
+    announcer = Announcer(
+        channel=WAKEUP_CHANNEL,
+        payload=QUEUE_WAKEUP_PREFIX + (db.schema or ""),
+        held_queue=DEBOUNCE_HOLD_QUEUE,
+        held_prefix=HOLD_QUEUE_PREFIX,
     )
-    conn.execute(text(f'DROP TRIGGER IF EXISTS keeptime_enqueued ON "{schema}"."workflow_status"'))
-    # Rows parked on hold queues (debounce windows, buffered ticks) wait for the scheduler, not
-    # a queue worker: waking every worker for each of them would be pure cost.
-    conn.execute(
-        text(
-            'CREATE TRIGGER keeptime_enqueued AFTER INSERT OR UPDATE OF "status", "queue_name" '
-            f'ON "{schema}"."workflow_status" FOR EACH ROW '
-            """WHEN (NEW."status" = 'ENQUEUED' """
-            f"AND NEW.\"queue_name\" <> '{DEBOUNCE_HOLD_QUEUE}' "
-            f"AND NEW.\"queue_name\" NOT LIKE '{_like_prefix(HOLD_QUEUE_PREFIX)}%') "
-            f'EXECUTE FUNCTION "{schema}".{_NOTIFY_FUNCTION}()'
-        )
-    )
-
-
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+    db.dialect.announce_enqueues(conn, db.schema, announcer)
 
 
 def add_executor_process_columns(db: Database, conn: Connection) -> None:
     """Version 3: who holds each executor ID (host, process, incarnation); see
     engine.core.liveness. Rows written before it keep NULLs and are judged by heartbeats alone."""
-    table = f'"{db.schema}"."executors"' if db.schema else '"executors"'
+    table = quoted_name(executors, db.schema)
     for name in EXECUTOR_PROCESS_COLUMNS:
         sql_type = executors.c[name].type.compile(dialect=conn.dialect)
         conn.execute(text(f'ALTER TABLE {table} ADD COLUMN "{name}" {sql_type}'))
@@ -82,8 +59,6 @@ MIGRATIONS: dict[int, Callable[[Database, Connection], None]] = {
     2: install_enqueue_notify,
     3: add_executor_process_columns,
 }
-
-_ADVISORY_LOCK_KEY = 0x6B65_6570_7469_6D65 & 0x7FFF_FFFF_FFFF_FFFF  # "keeptime"
 
 
 def migrate_system_database(db: Database) -> int:
@@ -121,8 +96,7 @@ def drop_system_tables(db: Database) -> None:
     with db.write() as conn:
         _lock_and_create_schema(db, conn)
         _drop_all(metadata, conn)
-        if not db.is_sqlite:
-            conn.execute(text(f'DROP FUNCTION IF EXISTS "{db.schema}".{_NOTIFY_FUNCTION}()'))
+        db.dialect.drop_enqueue_announcer(conn, db.schema)
 
 
 def drop_application_tables(db: Database) -> None:
@@ -136,10 +110,7 @@ def _drop_all(meta: MetaData, conn: Connection) -> None:
 
 
 def _lock_and_create_schema(db: Database, conn: Connection) -> None:
-    if db.is_sqlite:
-        return
-    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
-    conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
+    db.dialect.prepare_migration(conn, db.schema)
 
 
 def _current_version(db: Database, conn: Connection) -> int | None:

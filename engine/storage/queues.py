@@ -7,9 +7,9 @@ Correctness across processes:
 * PostgreSQL locks candidate rows with ``FOR UPDATE SKIP LOCKED``, so two workers never claim the
   same workflow. That alone does not protect *global* limits: two workers could both count
   ``PENDING = 0`` and both claim up to ``concurrency``. A queue with a global concurrency limit or
-  a rate limiter therefore also takes a transaction-scoped advisory lock on the queue's name
-  first. A claim's statements then see every claim committed before it (READ COMMITTED), and the
-  lock is held only for the few milliseconds the claim takes.
+  a rate limiter therefore also locks the queue's name first (``Dialect.lock_key``: a
+  transaction-scoped advisory lock). A claim's statements then see every claim committed before
+  it (READ COMMITTED), and the lock is held only for the few milliseconds the claim takes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, case, func, or_, select, text, update
+from sqlalchemy import Connection, case, func, or_, select, update
 
 from engine.storage.schema import workflow_status
 from engine.storage.store import (
@@ -132,11 +132,8 @@ class QueueStore:
         now, executor_id = claimant.now, claimant.executor_id
         result = ClaimResult(self._claimed_earlier(limits, claimant) if again else [])
         with self.db.write() as conn:
-            if limits.has_global_limits and not self.db.is_sqlite:
-                conn.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                    {"key": _LOCK_PREFIX + limits.queue_name},
-                )
+            if limits.has_global_limits:
+                self.db.dialect.lock_key(conn, _LOCK_PREFIX + limits.queue_name)
             usage = self._usage(conn, limits, executor_id, now)
             for partition in self._partitions(conn, limits):
                 part_usage = usage.get(partition, Usage())
@@ -261,8 +258,9 @@ class QueueStore:
         query = query.order_by(
             ws.priority.is_not(None), ws.priority, ws.created_at, ws.queue_order, ws.workflow_uuid
         ).limit(claimant.budget)
-        if not self.db.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
+        # SKIP LOCKED: two claims never take the same row. SQLite leaves it out (its writers
+        # are serialized).
+        query = query.with_for_update(skip_locked=True)
         ids = list(conn.execute(query).scalars())
         if not ids:
             return []

@@ -162,7 +162,7 @@ class ScheduleStore:
                 )
 
     def _upsert(self, conn: Connection, reg: Registration, now: int) -> None:
-        stmt = self.store._insert(schedules).values(
+        stmt = self.db.dialect.insert(schedules).values(
             name=reg.name,
             source=reg.source,
             definition=reg.definition,
@@ -266,7 +266,7 @@ class ScheduleStore:
         if not fired:
             return
         now = self.store.now_ms()
-        if not self.db.is_sqlite:
+        if self.db.dialect.batches_with_arrays:
             # One source row per schedule (catch-up fires several ticks of one schedule, and an
             # UPDATE ... FROM applies only one of them): its latest tick and latest run.
             latest: dict[str, tuple[int, str | None]] = {}
@@ -290,15 +290,21 @@ class ScheduleStore:
             conn.execute(_ADVANCE_WATERMARK, params)
 
     def _advance_unnest(self) -> TextClause:
-        """``_ADVANCE_WATERMARK`` for PostgreSQL: one statement over arrays, not N executions."""
+        """``_ADVANCE_WATERMARK`` over arrays: one statement, not N executions."""
         if self._advance_sql is None:
             table = self.store.table_name(schedules)
+            rows = self.db.dialect.array_rows(
+                "u",
+                (
+                    ("names", "text", "name"),
+                    ("ticks", "bigint", "tick_ms"),
+                    ("workflow_ids", "text", "workflow_id"),
+                ),
+            )
             self._advance_sql = text(
                 f'UPDATE {table} AS s SET "last_tick_epoch_ms" = u.tick_ms, '
                 '"last_workflow_id" = coalesce(u.workflow_id, s."last_workflow_id"), '
-                '"updated_at" = :now '
-                "FROM unnest(CAST(:names AS text[]), CAST(:ticks AS bigint[]), "
-                "CAST(:workflow_ids AS text[])) AS u(name, tick_ms, workflow_id) "
+                f'"updated_at" = :now FROM {rows} '
                 'WHERE s."name" = u.name AND (s."last_tick_epoch_ms" IS NULL '
                 'OR s."last_tick_epoch_ms" < u.tick_ms)'
             )
@@ -323,15 +329,14 @@ class ScheduleStore:
         """Start the oldest held tick unless ``still_running(name, state)`` says the schedule's
         previous run still goes.
 
-        One transaction, with the schedule row locked on PostgreSQL (SQLite serializes writers),
+        One transaction, with the schedule row locked (SQLite serializes writers instead),
         so two processes never release two ticks of one schedule at once. With ``target_queue``
         the tick moves to that queue; otherwise it becomes PENDING on ``executor_id``.
         """
         now = self.store.now_ms()
         with self.db.write() as conn:
-            query = _tick_state_query().where(sc.name == name)
-            if not self.db.is_sqlite:
-                query = query.with_for_update(of=schedules)
+            # SQLite leaves FOR UPDATE out (its writers are serialized).
+            query = _tick_state_query().where(sc.name == name).with_for_update(of=schedules)
             last = conn.execute(query).first()
             if last is None or still_running(name, _tick_state(last)):
                 return None
@@ -362,7 +367,7 @@ class ScheduleStore:
         with self.db.write() as conn:
             for row in rows:
                 inserted = conn.execute(
-                    self.store._insert(workflow_status)
+                    self.db.dialect.insert(workflow_status)
                     .values(**row.values())
                     .on_conflict_do_nothing(index_elements=["workflow_uuid"])
                     .returning(ws.workflow_uuid)

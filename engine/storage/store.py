@@ -6,19 +6,16 @@ path costs one durable commit per step plus two per workflow (start and finish).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import logging
-import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
     Connection,
-    Insert,
     Integer,
     Row,
     String,
@@ -26,7 +23,6 @@ from sqlalchemy import (
     Text,
     TextClause,
     and_,
-    bindparam,
     case,
     func,
     or_,
@@ -34,7 +30,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from engine.error import DBOSQueueDeduplicatedError
@@ -113,7 +108,8 @@ class WorkflowRow:
 
 
 _WORKFLOW_FIELDS = tuple(f.name for f in fields(WorkflowRow))
-_PG_ARRAY_TYPES: dict[type[Any], str] = {
+# The SQL type of array elements per column type (Dialect.array_rows).
+_ARRAY_TYPES: dict[type[Any], str] = {
     Text: "text",
     String: "text",
     BigInteger: "bigint",
@@ -147,20 +143,24 @@ class WorkflowOutcome:
     error: str | None
 
 
-_COMPLETE = (
-    update(workflow_status)
-    .where(
-        workflow_status.c.workflow_uuid == bindparam("target_id"),
-        workflow_status.c.status == "PENDING",
+def completion_sql(table: str, rows: str | None = None) -> str:
+    """Finishing workflows: the one definition every path uses. A PENDING row takes its final
+    status, output and error, frees its deduplication ID and is stamped ``:now_ms``; a row in
+    any other status (cancelled meanwhile, finished already) is left as it is.
+
+    Without ``rows``, one workflow, from the parameters ``:target_id``, ``:new_status``,
+    ``:new_output`` and ``:new_error`` (executed once per workflow for several). With ``rows``,
+    a FROM source named ``u`` with those columns: all of them at once, returning the IDs it
+    finished.
+    """
+    ref = ":" if rows is None else "u."
+    source = "" if rows is None else f"FROM {rows} "
+    returning = "" if rows is None else ' RETURNING w."workflow_uuid"'
+    return (
+        f'UPDATE {table} AS w SET "status" = {ref}new_status, "output" = {ref}new_output, '
+        f'"error" = {ref}new_error, "deduplication_id" = NULL, "updated_at" = :now_ms {source}'
+        f"""WHERE w."workflow_uuid" = {ref}target_id AND w."status" = 'PENDING'{returning}"""
     )
-    .values(
-        status=bindparam("new_status"),
-        output=bindparam("new_output"),
-        error=bindparam("new_error"),
-        deduplication_id=None,
-        updated_at=bindparam("now_ms"),
-    )
-)
 
 
 def retried_with_recheck(db: Database, what: str, attempt: Callable[[bool], T]) -> T:
@@ -186,10 +186,13 @@ def _same_insert(stored: WorkflowRow, built: WorkflowRow) -> bool:
     )
 
 
-def _sqlite_driver(conn: Connection) -> sqlite3.Connection:
-    driver = conn.connection.driver_connection
-    assert isinstance(driver, sqlite3.Connection)
-    return driver
+# (array parameter, element type, column of the completion_sql source)
+_COMPLETION_ARRAYS = (
+    ("ids", "text", "target_id"),
+    ("statuses", "text", "new_status"),
+    ("outputs", "text", "new_output"),
+    ("errors", "text", "new_error"),
+)
 
 
 def _completion_params(
@@ -318,10 +321,10 @@ class SystemStore:
         values = [row.values() for row in rows]
         # Columns NULL in every row are left out: half the bind parameters for tick rows.
         columns = [c for c in values[0] if any(v[c] is not None for v in values)]
-        if not self.db.is_sqlite:
+        if self.db.dialect.batches_with_arrays:
             return self._insert_workflows_unnest(values, columns)
         stmt = (
-            self._insert(workflow_status)
+            self.db.dialect.insert(workflow_status)
             .on_conflict_do_nothing(index_elements=["workflow_uuid"])
             .returning(workflow_status.c.workflow_uuid)
         )
@@ -332,8 +335,7 @@ class SystemStore:
     def _insert_workflows_unnest(
         self, values: list[dict[str, Any]], columns: list[str]
     ) -> set[str]:
-        """PostgreSQL: one array per column (unnest), so the server parses a short statement,
-        not a VALUES list of thousands of parameters. A column with one value in every row
+        """One array per column (``Dialect.array_rows``). A column with one value in every row
         (status, times, executor, version: most of a burst of ticks) is a single parameter."""
         params: dict[str, Any] = {}
         shapes: list[tuple[str, bool]] = []
@@ -347,21 +349,14 @@ class SystemStore:
             found = conn.execute(self._insert_unnest_statement(tuple(shapes)), params)
             return set(found.scalars())
 
-    def _complete_unnest_statement(self) -> TextClause:
-        """Finish many workflows in one statement on PostgreSQL (arrays of IDs and outcomes)."""
-        return self._cached(
-            ("complete_unnest",),
-            lambda: (
-                f'UPDATE {self.table_name(workflow_status)} AS w SET "status" = u.status, '
-                '"output" = u.output, "error" = u.error, "deduplication_id" = NULL, '
-                '"updated_at" = :now_ms '
-                "FROM unnest(CAST(:ids AS text[]), CAST(:statuses AS text[]), "
-                "CAST(:outputs AS text[]), CAST(:errors AS text[])) "
-                "AS u(id, status, output, error) "
-                """WHERE w."workflow_uuid" = u.id AND w."status" = 'PENDING' """
-                'RETURNING w."workflow_uuid"'
-            ),
-        )
+    def _complete_arrays_statement(self) -> TextClause:
+        """Finish many workflows in one statement (arrays of IDs and outcomes)."""
+
+        def build() -> str:
+            rows = self.db.dialect.array_rows("u", _COMPLETION_ARRAYS)
+            return completion_sql(self.table_name(workflow_status), rows)
+
+        return self._cached(("complete_arrays",), build)
 
     def _insert_unnest_statement(self, shapes: tuple[tuple[str, bool], ...]) -> TextClause:
         """``shapes``: each column, and whether one value serves every row (a scalar)."""
@@ -369,18 +364,17 @@ class SystemStore:
         def build() -> str:
             sources, arrays, names = [], [], []
             for i, (column, same) in enumerate(shapes):
-                sql_type = _PG_ARRAY_TYPES[type(workflow_status.c[column].type)]
+                sql_type = _ARRAY_TYPES[type(workflow_status.c[column].type)]
                 names.append(f'"{column}"')
                 if same:
                     sources.append(f"CAST(:a{i} AS {sql_type})")
                 else:
                     sources.append(f"u.a{i}")
-                    arrays.append((f"CAST(:a{i} AS {sql_type}[])", f"a{i}"))
-            unnest = ", ".join(cast for cast, _ in arrays)
-            aliases = ", ".join(alias for _, alias in arrays)
+                    arrays.append((f"a{i}", sql_type, f"a{i}"))
+            rows = self.db.dialect.array_rows("u", arrays)
             return (
                 f"INSERT INTO {self.table_name(workflow_status)} ({', '.join(names)}) "
-                f"SELECT {', '.join(sources)} FROM unnest({unnest}) AS u({aliases}) "
+                f"SELECT {', '.join(sources)} FROM {rows} "
                 'ON CONFLICT ("workflow_uuid") DO NOTHING RETURNING "workflow_uuid"'
             )
 
@@ -394,7 +388,7 @@ class SystemStore:
         """
         values = self._step_values(workflow_id, step, started_ms)
         with self.db.autocommit() as conn:
-            recorded = self._first_row(conn, self._record_step_statement(), values)
+            recorded = self.db.dialect.first_row(conn, self._record_step_statement(), values)
         if recorded is not None:
             return StepWrite(recorded[0], None)
         with self.db.read() as conn:
@@ -427,47 +421,9 @@ class SystemStore:
 
         return self._cached(("record_step",), build)
 
-    def _complete_text(self) -> TextClause:
-        return self._cached(
-            ("complete",),
-            lambda: (
-                f"UPDATE {self.table_name(workflow_status)} SET "
-                '"status" = :new_status, "output" = :new_output, "error" = :new_error, '
-                '"deduplication_id" = NULL, "updated_at" = :now_ms '
-                """WHERE "workflow_uuid" = :target_id AND "status" = 'PENDING'"""
-            ),
-        )
-
-    # On SQLite the two statements of every step and workflow go to the driver directly:
-    # SQLAlchemy's per-statement work (execution context, result object) costs more than the
-    # statement. Same SQL text; errors become DBOSStorageError as through SQLAlchemy.
-
-    def _first_row(
-        self, conn: Connection, stmt: TextClause, params: Mapping[str, Any]
-    ) -> tuple[Any, ...] | None:
-        if not self.db.is_sqlite:
-            row = conn.execute(stmt, dict(params)).first()
-            return None if row is None else tuple(row)
-        with self._driver_errors(stmt):
-            found: tuple[Any, ...] | None = (
-                _sqlite_driver(conn).execute(stmt.text, params).fetchone()
-            )
-            return found
-
-    def _driver_rowcount(
-        self, conn: Connection, stmt: TextClause, params: Mapping[str, Any]
-    ) -> int:
-        with self._driver_errors(stmt):
-            return int(_sqlite_driver(conn).execute(stmt.text, params).rowcount)
-
-    @contextlib.contextmanager
-    def _driver_errors(self, stmt: TextClause) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(stmt.text, None, exc) from exc  # as SQLAlchemy would raise it
-        except sqlite3.Error as exc:
-            raise self.db.translate_sqlite(exc) from exc
+    def _complete_statement(self) -> TextClause:
+        """Finish one workflow (``completion_sql``)."""
+        return self._cached(("complete",), lambda: completion_sql(self.table_name(workflow_status)))
 
     def _step_values(
         self, workflow_id: str, step: StepRecord, started_ms: int | None = None
@@ -565,9 +521,7 @@ class SystemStore:
     ) -> bool:
         params = _completion_params(workflow_id, status, output, error, self.now_ms())
         with self.db.autocommit() as conn:
-            if self.db.is_sqlite:
-                return self._driver_rowcount(conn, self._complete_text(), params) > 0
-            return bool(conn.execute(_COMPLETE, params).rowcount)
+            return self.db.dialect.rowcount(conn, self._complete_statement(), params) > 0
 
     def complete_workflows(self, outcomes: Sequence[WorkflowOutcome]) -> set[str]:
         """Finish several PENDING workflows in one commit; returns the IDs that were PENDING.
@@ -589,7 +543,7 @@ class SystemStore:
     def _complete_many_once(self, outcomes: Sequence[WorkflowOutcome]) -> set[str]:
         ids = [o.workflow_id for o in outcomes]
         now = self.now_ms()
-        if not self.db.is_sqlite:
+        if self.db.dialect.batches_with_arrays:
             arrays = {
                 "ids": ids,
                 "statuses": [o.status for o in outcomes],
@@ -598,7 +552,7 @@ class SystemStore:
                 "now_ms": now,
             }
             with self.db.autocommit() as conn:
-                return set(conn.execute(self._complete_unnest_statement(), arrays).scalars())
+                return set(conn.execute(self._complete_arrays_statement(), arrays).scalars())
         with self.db.write() as conn:
             pending = set(
                 conn.execute(
@@ -616,7 +570,7 @@ class SystemStore:
                 if o.workflow_id in pending
             ]
             if params:
-                conn.execute(_COMPLETE, params)
+                conn.execute(self._complete_statement(), params)
         return pending
 
     @retry_on_connection_loss
@@ -808,7 +762,7 @@ class SystemStore:
             (table.name, columns, conflict_columns, returning),
             lambda: self._insert_ignoring_sql(table, columns, conflict_columns, returning),
         )
-        return self._first_row(conn, stmt, values) is not None
+        return self.db.dialect.first_row(conn, stmt, values) is not None
 
     def _insert_ignoring_sql(
         self, table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str
@@ -834,10 +788,6 @@ class SystemStore:
     def table_name(self, table: Table) -> str:
         """The quoted, schema-qualified name to use in hand-written SQL."""
         return quoted_name(table, self.db.schema)
-
-    def _insert(self, table: Table) -> Any:
-        stmt: Insert = sqlite.insert(table) if self.db.is_sqlite else postgresql.insert(table)
-        return stmt
 
     @retry_on_connection_loss
     def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
@@ -896,7 +846,7 @@ class SystemStore:
     def fork_workflow(self, source: WorkflowRow, new_row: WorkflowRow, start_step: int) -> None:
         """Create ``new_row`` with copies of the source's steps before ``start_step``."""
         with self.db.write() as conn:
-            conn.execute(self._insert(workflow_status).values(**new_row.values()))
+            conn.execute(workflow_status.insert().values(**new_row.values()))
             steps = conn.execute(
                 select(operation_outputs).where(
                     operation_outputs.c.workflow_uuid == source.workflow_uuid,
@@ -906,7 +856,7 @@ class SystemStore:
             for step in steps:
                 values = dict(step._mapping)
                 values["workflow_uuid"] = new_row.workflow_uuid
-                conn.execute(self._insert(operation_outputs).values(**values))
+                conn.execute(operation_outputs.insert().values(**values))
 
     @retry_on_connection_loss
     def requeue_workflow(self, workflow_id: str, queue_name: str) -> bool:
