@@ -10,31 +10,45 @@ import functools
 import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
-from sqlalchemy import (
-    BigInteger,
-    Connection,
-    Integer,
-    Row,
-    String,
-    Table,
-    Text,
-    TextClause,
-    and_,
-    case,
-    func,
-    or_,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, Table, TextClause, select, text
 from sqlalchemy.exc import IntegrityError
 
 from engine.error import DBOSQueueDeduplicatedError
 from engine.storage.database import Database
+from engine.storage.rows import (
+    TERMINAL_STATUSES,
+    ListFilter,
+    StepRecord,
+    StepWrite,
+    WorkflowOutcome,
+    WorkflowRow,
+)
 from engine.storage.schema import operation_outputs, quoted_name, workflow_status
+from engine.storage.statements import (
+    COMPLETION_ARRAYS,
+    completion_sql,
+    insert_arrays_sql,
+    insert_ignoring_sql,
+    record_step_sql,
+)
+from engine.storage.workflow_management import WorkflowManagement
+
+# Importers of these names from here (the runtime, the client, the daemon, tests) keep working.
+__all__ = [
+    "RECONNECT_DELAYS_SECONDS",
+    "TERMINAL_STATUSES",
+    "ListFilter",
+    "StepRecord",
+    "StepWrite",
+    "SystemStore",
+    "WorkflowOutcome",
+    "WorkflowRow",
+    "completion_sql",
+    "retried_with_recheck",
+    "retry_on_connection_loss",
+]
 
 # Waits between attempts while the database is unavailable; the last one repeats. Capped at 1 s
 # so paused work continues within about a second of the database's return (the promise is 2 s).
@@ -66,101 +80,6 @@ def retry_on_connection_loss(operation: Callable[P, T]) -> Callable[P, T]:
 
 
 logger = logging.getLogger("keeptime.engine")
-TERMINAL_STATUSES = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
-
-
-@dataclass(slots=True)  # slots: a burst of ticks holds thousands of these at once
-class WorkflowRow:
-    workflow_uuid: str
-    status: str
-    name: str
-    class_name: str | None = None
-    config_name: str | None = None
-    authenticated_user: str | None = None
-    assumed_role: str | None = None
-    authenticated_roles: str | None = None
-    inputs: str | None = None
-    output: str | None = None
-    error: str | None = None
-    executor_id: str | None = None
-    application_version: str | None = None
-    application_id: str | None = None
-    created_at: int = 0
-    updated_at: int = 0
-    recovery_attempts: int = 0
-    queue_name: str | None = None
-    queue_partition_key: str | None = None
-    deduplication_id: str | None = None
-    priority: int | None = None
-    timeout_ms: int | None = None
-    deadline_epoch_ms: int | None = None
-    started_at_epoch_ms: int | None = None
-    parent_workflow_id: str | None = None
-    queue_order: int | None = None
-
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> WorkflowRow:
-        mapping = row._mapping
-        return cls(**{name: mapping[name] for name in _WORKFLOW_FIELDS})
-
-    def values(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _WORKFLOW_FIELDS}
-
-
-_WORKFLOW_FIELDS = tuple(f.name for f in fields(WorkflowRow))
-# The SQL type of array elements per column type (Dialect.array_rows).
-_ARRAY_TYPES: dict[type[Any], str] = {
-    Text: "text",
-    String: "text",
-    BigInteger: "bigint",
-    Integer: "integer",
-}
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    function_id: int
-    function_name: str
-    output: str | None
-    error: str | None
-    child_workflow_id: str | None
-
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> StepRecord:
-        m = row._mapping
-        return cls(
-            m["function_id"], m["function_name"], m["output"], m["error"], m["child_workflow_id"]
-        )
-
-
-@dataclass(frozen=True)
-class WorkflowOutcome:
-    """A finished workflow's terminal status and its encoded result or error."""
-
-    workflow_id: str
-    status: str
-    output: str | None
-    error: str | None
-
-
-def completion_sql(table: str, rows: str | None = None) -> str:
-    """Finishing workflows: the one definition every path uses. A PENDING row takes its final
-    status, output and error, frees its deduplication ID and is stamped ``:now_ms``; a row in
-    any other status (cancelled meanwhile, finished already) is left as it is.
-
-    Without ``rows``, one workflow, from the parameters ``:target_id``, ``:new_status``,
-    ``:new_output`` and ``:new_error`` (executed once per workflow for several). With ``rows``,
-    a FROM source named ``u`` with those columns: all of them at once, returning the IDs it
-    finished.
-    """
-    ref = ":" if rows is None else "u."
-    source = "" if rows is None else f"FROM {rows} "
-    returning = "" if rows is None else ' RETURNING w."workflow_uuid"'
-    return (
-        f'UPDATE {table} AS w SET "status" = {ref}new_status, "output" = {ref}new_output, '
-        f'"error" = {ref}new_error, "deduplication_id" = NULL, "updated_at" = :now_ms {source}'
-        f"""WHERE w."workflow_uuid" = {ref}target_id AND w."status" = 'PENDING'{returning}"""
-    )
 
 
 def retried_with_recheck(db: Database, what: str, attempt: Callable[[bool], T]) -> T:
@@ -186,15 +105,6 @@ def _same_insert(stored: WorkflowRow, built: WorkflowRow) -> bool:
     )
 
 
-# (array parameter, element type, column of the completion_sql source)
-_COMPLETION_ARRAYS = (
-    ("ids", "text", "target_id"),
-    ("statuses", "text", "new_status"),
-    ("outputs", "text", "new_output"),
-    ("errors", "text", "new_error"),
-)
-
-
 def _completion_params(
     workflow_id: str, status: str, output: str | None, error: str | None, now_ms: int
 ) -> dict[str, Any]:
@@ -207,36 +117,18 @@ def _completion_params(
     }
 
 
-@dataclass(frozen=True)
-class StepWrite:
-    """What recording a step found: the workflow's status, and an earlier record if one won."""
-
-    workflow_status: str | None
-    earlier: StepRecord | None
-
-
-@dataclass(frozen=True)
-class ListFilter:
-    workflow_ids: Sequence[str] | None = None
-    workflow_id_prefix: str | None = None
-    statuses: Sequence[str] | None = None
-    start_ms: int | None = None
-    end_ms: int | None = None
-    name: str | None = None
-    app_version: str | None = None
-    user: str | None = None
-    queue_name: str | None = None
-    queued_only: bool = False
-    limit: int | None = None
-    offset: int | None = None
-    sort_desc: bool = False
-
-
 class SystemStore:
+    """Workflow rows and their step checkpoints: starting, finishing, recovery, management.
+
+    The hot path (starting, checkpointing and finishing workflows) is here; the listing and
+    management queries are in ``WorkflowManagement``, retried from here as they were.
+    """
+
     def __init__(self, db: Database, now_ms: Callable[[], int]) -> None:
         self.db = db
         self.now_ms = now_ms
         self._statements: dict[tuple[Any, ...], TextClause] = {}
+        self._management = WorkflowManagement(db, now_ms)
 
     # -- workflow lifecycle -----------------------------------------------------------------------
 
@@ -353,7 +245,7 @@ class SystemStore:
         """Finish many workflows in one statement (arrays of IDs and outcomes)."""
 
         def build() -> str:
-            rows = self.db.dialect.array_rows("u", _COMPLETION_ARRAYS)
+            rows = self.db.dialect.array_rows("u", COMPLETION_ARRAYS)
             return completion_sql(self.table_name(workflow_status), rows)
 
         return self._cached(("complete_arrays",), build)
@@ -362,21 +254,8 @@ class SystemStore:
         """``shapes``: each column, and whether one value serves every row (a scalar)."""
 
         def build() -> str:
-            sources, arrays, names = [], [], []
-            for i, (column, same) in enumerate(shapes):
-                sql_type = _ARRAY_TYPES[type(workflow_status.c[column].type)]
-                names.append(f'"{column}"')
-                if same:
-                    sources.append(f"CAST(:a{i} AS {sql_type})")
-                else:
-                    sources.append(f"u.a{i}")
-                    arrays.append((f"a{i}", sql_type, f"a{i}"))
-            rows = self.db.dialect.array_rows("u", arrays)
-            return (
-                f"INSERT INTO {self.table_name(workflow_status)} ({', '.join(names)}) "
-                f"SELECT {', '.join(sources)} FROM {rows} "
-                'ON CONFLICT ("workflow_uuid") DO NOTHING RETURNING "workflow_uuid"'
-            )
+            name = self.table_name(workflow_status)
+            return insert_arrays_sql(workflow_status, name, self.db.dialect, shapes)
 
         return self._cached(("insert_unnest", shapes), build)
 
@@ -410,14 +289,10 @@ class SystemStore:
 
         def build() -> str:
             columns = tuple(self._step_values("", StepRecord(0, "", None, None, None), 0))
-            insert = self._insert_ignoring_sql(
-                operation_outputs, columns, ("workflow_uuid", "function_id"), "function_id"
+            steps, workflows = operation_outputs, workflow_status
+            return record_step_sql(
+                steps, self.table_name(steps), self.table_name(workflows), columns
             )
-            status = (
-                f'(SELECT "status" FROM {self.table_name(workflow_status)} '
-                'WHERE "workflow_uuid" = :workflow_uuid)'
-            )
-            return insert.replace('RETURNING "function_id"', f"RETURNING {status}")
 
         return self._cached(("record_step",), build)
 
@@ -598,15 +473,8 @@ class SystemStore:
     def pending_workflows(
         self, executor_ids: Sequence[str], app_version: str | None
     ) -> list[WorkflowRow]:
-        query = select(workflow_status).where(
-            workflow_status.c.status == "PENDING",
-            workflow_status.c.executor_id.in_(list(executor_ids)),
-        )
-        if app_version is not None:
-            query = query.where(workflow_status.c.application_version == app_version)
-        with self.db.read() as conn:
-            rows = conn.execute(query.order_by(workflow_status.c.created_at)).all()
-        return [WorkflowRow.from_row(r) for r in rows]
+        """PENDING workflows of these executors (of ``app_version`` when given), oldest first."""
+        return self._management.pending_workflows(executor_ids, app_version)
 
     def start_recovery_attempt(
         self, workflow_id: str, executor_id: str, max_attempts: int | None
@@ -616,130 +484,29 @@ class SystemStore:
         Returns None when the workflow is no longer PENDING on ``executor_id`` (another executor
         took it over), so two executors never both resume it.
         """
-        with self.db.write() as conn:
-            started = conn.execute(
-                update(workflow_status)
-                .where(
-                    workflow_status.c.workflow_uuid == workflow_id,
-                    workflow_status.c.status == "PENDING",
-                    workflow_status.c.executor_id == executor_id,
-                )
-                .values(
-                    recovery_attempts=workflow_status.c.recovery_attempts + 1,
-                    updated_at=self.now_ms(),
-                )
-            )
-            if not started.rowcount:
-                return None
-            if max_attempts is not None:
-                conn.execute(
-                    update(workflow_status)
-                    .where(
-                        workflow_status.c.workflow_uuid == workflow_id,
-                        workflow_status.c.status == "PENDING",
-                        workflow_status.c.recovery_attempts > max_attempts + 1,
-                    )
-                    .values(status="MAX_RECOVERY_ATTEMPTS_EXCEEDED", deduplication_id=None)
-                )
-            row = conn.execute(
-                select(workflow_status).where(workflow_status.c.workflow_uuid == workflow_id)
-            ).first()
-        return WorkflowRow.from_row(row) if row is not None else None
+        return self._management.start_recovery_attempt(workflow_id, executor_id, max_attempts)
 
     # -- management -------------------------------------------------------------------------------
 
     @retry_on_connection_loss
     def cancel_workflow_tree(self, workflow_id: str) -> list[str]:
         """Cancel a workflow and every non-terminal descendant; returns the IDs cancelled."""
-        cancelled: list[str] = []
-        with self.db.write() as conn:
-            frontier = [workflow_id]
-            seen: set[str] = set()
-            while frontier:
-                current = frontier.pop()
-                if current in seen:
-                    continue
-                seen.add(current)
-                result = conn.execute(
-                    update(workflow_status)
-                    .where(
-                        workflow_status.c.workflow_uuid == current,
-                        workflow_status.c.status.in_(("PENDING", "ENQUEUED")),
-                    )
-                    .values(status="CANCELLED", deduplication_id=None, updated_at=self.now_ms())
-                )
-                if result.rowcount:
-                    cancelled.append(current)
-                children = (
-                    conn.execute(
-                        select(workflow_status.c.workflow_uuid).where(
-                            workflow_status.c.parent_workflow_id == current
-                        )
-                    )
-                    .scalars()
-                    .all()
-                )
-                frontier.extend(children)
-        return cancelled
+        return self._management.cancel_workflow_tree(workflow_id)
 
     @retry_on_connection_loss
     def list_workflows(self, flt: ListFilter) -> list[WorkflowRow]:
-        ws = workflow_status.c
-        conditions: list[Any] = []
-        if flt.workflow_ids is not None:
-            conditions.append(ws.workflow_uuid.in_(list(flt.workflow_ids)))
-        if flt.workflow_id_prefix is not None:
-            conditions.append(ws.workflow_uuid.startswith(flt.workflow_id_prefix, autoescape=True))
-        if flt.statuses is not None:
-            conditions.append(ws.status.in_(list(flt.statuses)))
-        if flt.start_ms is not None:
-            conditions.append(ws.created_at >= flt.start_ms)
-        if flt.end_ms is not None:
-            conditions.append(ws.created_at <= flt.end_ms)
-        if flt.name is not None:
-            conditions.append(ws.name == flt.name)
-        if flt.app_version is not None:
-            conditions.append(ws.application_version == flt.app_version)
-        if flt.user is not None:
-            conditions.append(ws.authenticated_user == flt.user)
-        if flt.queue_name is not None:
-            conditions.append(ws.queue_name == flt.queue_name)
-        if flt.queued_only:
-            conditions.append(
-                and_(
-                    ws.queue_name.is_not(None), or_(ws.status == "ENQUEUED", ws.status == "PENDING")
-                )
-            )
-        order = (
-            (ws.created_at.desc(), ws.workflow_uuid.desc())
-            if flt.sort_desc
-            else (ws.created_at.asc(), ws.workflow_uuid.asc())
-        )
-        query = select(workflow_status).where(*conditions).order_by(*order)
-        if flt.limit is not None:
-            query = query.limit(flt.limit)
-        if flt.offset is not None:
-            query = query.offset(flt.offset)
-        with self.db.read() as conn:
-            rows = conn.execute(query).all()
-        return [WorkflowRow.from_row(r) for r in rows]
+        """Rows matching every set field of ``flt``, by creation time (then ID), paged."""
+        return self._management.list_workflows(flt)
 
     @retry_on_connection_loss
     def list_steps(self, workflow_id: str) -> list[StepRecord]:
-        with self.db.read() as conn:
-            rows = conn.execute(
-                select(operation_outputs)
-                .where(operation_outputs.c.workflow_uuid == workflow_id)
-                .order_by(operation_outputs.c.function_id)
-            ).all()
-        return [StepRecord.from_row(r) for r in rows]
+        """The workflow's recorded steps in function ID order."""
+        return self._management.list_steps(workflow_id)
 
     @retry_on_connection_loss
     def count_workflows(self) -> int:
-        with self.db.read() as conn:
-            return int(
-                conn.execute(select(func.count()).select_from(workflow_status)).scalar() or 0
-            )
+        """How many workflow rows there are."""
+        return self._management.count_workflows()
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -760,23 +527,11 @@ class SystemStore:
         columns = tuple(values)
         stmt = self._cached(
             (table.name, columns, conflict_columns, returning),
-            lambda: self._insert_ignoring_sql(table, columns, conflict_columns, returning),
+            lambda: insert_ignoring_sql(
+                table, self.table_name(table), columns, conflict_columns, returning
+            ),
         )
         return self.db.dialect.first_row(conn, stmt, values) is not None
-
-    def _insert_ignoring_sql(
-        self, table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str
-    ) -> str:
-        unknown = [c for c in (*columns, *conflict, returning) if c not in table.c]
-        if unknown:
-            raise ValueError(f"table {table.name} has no column(s) {unknown}")
-        cols = ", ".join(f'"{c}"' for c in columns)
-        params = ", ".join(f":{c}" for c in columns)
-        target = ", ".join(f'"{c}"' for c in conflict)
-        return (
-            f"INSERT INTO {self.table_name(table)} ({cols}) VALUES ({params}) "
-            f'ON CONFLICT ({target}) DO NOTHING RETURNING "{returning}"'
-        )
 
     def _cached(self, key: tuple[Any, ...], build_sql: Callable[[], str]) -> TextClause:
         """Hand-written SQL text, built once per store and shape (see insert_ignoring_conflict)."""
@@ -792,17 +547,7 @@ class SystemStore:
     @retry_on_connection_loss
     def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
         """Which of these workflows are CANCELLED (the watcher's one query per interval)."""
-        if not workflow_ids:
-            return []
-        with self.db.read() as conn:
-            return list(
-                conn.execute(
-                    select(workflow_status.c.workflow_uuid).where(
-                        workflow_status.c.workflow_uuid.in_(list(workflow_ids)),
-                        workflow_status.c.status == "CANCELLED",
-                    )
-                ).scalars()
-            )
+        return self._management.cancelled_among(workflow_ids)
 
     def resume_workflow(
         self, workflow_id: str, executor_id: str
@@ -811,76 +556,13 @@ class SystemStore:
 
         Returns (changed, row). A PENDING or finished workflow is left as it is.
         """
-        with self.db.write() as conn:
-            result = conn.execute(
-                update(workflow_status)
-                .where(
-                    workflow_status.c.workflow_uuid == workflow_id,
-                    workflow_status.c.status.in_(
-                        ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "ENQUEUED")
-                    ),
-                )
-                .values(
-                    status="PENDING",
-                    executor_id=executor_id,
-                    recovery_attempts=0,
-                    queue_name=None,
-                    deduplication_id=None,
-                    # A resumed workflow gets its full timeout again, from now.
-                    deadline_epoch_ms=case(
-                        (
-                            workflow_status.c.timeout_ms.is_not(None),
-                            self.now_ms() + workflow_status.c.timeout_ms,
-                        ),
-                        else_=None,
-                    ),
-                    started_at_epoch_ms=self.now_ms(),
-                    updated_at=self.now_ms(),
-                )
-            )
-            row = conn.execute(
-                select(workflow_status).where(workflow_status.c.workflow_uuid == workflow_id)
-            ).first()
-        return bool(result.rowcount), (WorkflowRow.from_row(row) if row is not None else None)
+        return self._management.resume_workflow(workflow_id, executor_id)
 
     def fork_workflow(self, source: WorkflowRow, new_row: WorkflowRow, start_step: int) -> None:
         """Create ``new_row`` with copies of the source's steps before ``start_step``."""
-        with self.db.write() as conn:
-            conn.execute(workflow_status.insert().values(**new_row.values()))
-            steps = conn.execute(
-                select(operation_outputs).where(
-                    operation_outputs.c.workflow_uuid == source.workflow_uuid,
-                    operation_outputs.c.function_id < start_step,
-                )
-            ).all()
-            for step in steps:
-                values = dict(step._mapping)
-                values["workflow_uuid"] = new_row.workflow_uuid
-                conn.execute(operation_outputs.insert().values(**values))
+        self._management.fork_workflow(source, new_row, start_step)
 
     @retry_on_connection_loss
     def requeue_workflow(self, workflow_id: str, queue_name: str) -> bool:
         """Put a cancelled, given-up or queued workflow on ``queue_name`` for any executor."""
-        with self.db.write() as conn:
-            result = conn.execute(
-                update(workflow_status)
-                .where(
-                    workflow_status.c.workflow_uuid == workflow_id,
-                    workflow_status.c.status.in_(
-                        ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "ENQUEUED")
-                    ),
-                )
-                .values(
-                    status="ENQUEUED",
-                    queue_name=queue_name,
-                    queue_partition_key=None,
-                    deduplication_id=None,
-                    priority=None,
-                    executor_id=None,
-                    recovery_attempts=0,
-                    started_at_epoch_ms=None,
-                    deadline_epoch_ms=None,
-                    updated_at=self.now_ms(),
-                )
-            )
-        return bool(result.rowcount)
+        return self._management.requeue_workflow(workflow_id, queue_name)
