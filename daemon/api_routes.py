@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from daemon.config_model import Config
 from daemon.debounce import UnknownDebouncer, debounce_by_config
 from daemon.metrics import DaemonMetrics
 from daemon.prometheus import CONTENT_TYPE
+from engine import DBOS, WorkflowSchedule
 from engine.admin import Problem, Reply, Request, Response, Route
 from engine.admin import docs as engine_docs
-from engine.error import DBOSInvalidArgumentError
-from engine.runtime import scheduler as engine_scheduler
-from engine.runtime.schedule_admin import ScheduleState
 
 ConfigSource = Callable[[], Config]
 _PROBLEM = "application/problem+json"
@@ -39,54 +37,59 @@ def debounce_handler(config: ConfigSource) -> Callable[[Request], Response]:
 # -- schedules -------------------------------------------------------------------------------------
 
 
-def schedule_json(state: ScheduleState) -> dict[str, Any]:
+def schedule_json(schedule: WorkflowSchedule) -> dict[str, Any]:
     return {
-        "name": state.name,
-        "source": state.source,
-        "cron": state.cron,
-        "timezone": state.timezone,
-        "workflow_name": state.workflow_name,
-        "queue_name": state.queue_name,
-        "catchup": str(state.catchup),
-        "overlap": str(state.overlap),
-        "paused": state.paused,
-        "next_fire_time": _iso(state.next_fire_time),
-        "last_fire_time": _iso(state.last_tick),
-        "last_workflow_id": state.last_workflow_id,
-        "last_status": state.last_status,
+        "name": schedule["schedule_name"],
+        "source": schedule["source"],
+        "cron": schedule["schedule"],
+        "timezone": schedule["cron_timezone"],
+        "workflow_name": schedule["workflow_name"],
+        "queue_name": schedule["queue_name"],
+        "catchup": schedule["catchup"],
+        "overlap": schedule["overlap"],
+        "paused": schedule["status"] == "PAUSED",
+        "next_fire_time": _iso(schedule["next_fire_time"]),
+        "last_fire_time": _iso(_parsed(schedule["last_fired_at"])),
+        "last_workflow_id": schedule["last_workflow_id"],
+        "last_status": schedule["last_status"],
     }
 
 
 def list_schedules(_: Request) -> Response:
-    states = engine_scheduler.schedule_states()
-    return Response(200, {"schedules": [schedule_json(s) for s in states]})
+    return Response(200, {"schedules": [schedule_json(s) for s in DBOS.list_schedules()]})
 
 
 def _require_schedule(name: str) -> None:
-    try:
-        engine_scheduler.schedule_state(name)
-    except DBOSInvalidArgumentError as exc:
-        raise Problem(404, "schedule_not_found", str(exc)) from exc
+    if DBOS.get_schedule(name) is None:
+        known = ", ".join(s["schedule_name"] for s in DBOS.list_schedules()) or "none"
+        raise Problem(
+            404, "schedule_not_found", f"no schedule named {name!r} (known schedules: {known})"
+        )
 
 
 def trigger(request: Request) -> Response:
     name = request.path_params["name"]
     _require_schedule(name)
-    return Response(202, {"name": name, "workflow_id": engine_scheduler.trigger_schedule(name)})
+    workflow_id = DBOS.trigger_schedule(name).workflow_id
+    return Response(202, {"name": name, "workflow_id": workflow_id})
 
 
 def pause(request: Request) -> Response:
     name = request.path_params["name"]
     _require_schedule(name)
-    engine_scheduler.pause_schedule(name)
+    DBOS.pause_schedule(name)
     return Response(200, {"name": name, "paused": True})
 
 
 def resume(request: Request) -> Response:
     name = request.path_params["name"]
     _require_schedule(name)
-    engine_scheduler.resume_schedule(name)
+    DBOS.resume_schedule(name)
     return Response(200, {"name": name, "paused": False})
+
+
+# backfill_schedule counts the ticks strictly between its bounds; the API's range includes both.
+_JUST_OUTSIDE = timedelta(microseconds=1)
 
 
 def backfill(request: Request) -> Response:
@@ -96,8 +99,12 @@ def backfill(request: Request) -> Response:
     if start > end:
         raise Problem(422, "invalid_range", f"'from' ({start}) is after 'to' ({end})")
     _require_schedule(name)
-    workflow_ids = engine_scheduler.backfill_schedule(name, start, end)
-    return Response(202, {"name": name, "workflow_ids": workflow_ids})
+    handles = DBOS.backfill_schedule(name, start - _JUST_OUTSIDE, end + _JUST_OUTSIDE)
+    return Response(202, {"name": name, "workflow_ids": [h.workflow_id for h in handles]})
+
+
+def _parsed(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def _timestamp(text: str) -> datetime:

@@ -12,9 +12,8 @@ from daemon.cli_common import Subcommands, add_output_option, client_for, manage
 from daemon.cli_output import format_left, print_records
 from daemon.config_check import suggest
 from daemon.config_model import Config, ScheduleConfig
-from engine.core.cron import CronSchedule
+from engine import CronSchedule, WorkflowSchedule
 from engine.error import DBOSInvalidArgumentError
-from engine.runtime.schedule_admin import ScheduleState
 
 __all__ = ["add_commands", "next_fire_times"]
 
@@ -176,7 +175,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _list_record(
-    schedule: ScheduleConfig, state: ScheduleState | None, now: datetime
+    schedule: ScheduleConfig, state: WorkflowSchedule | None, now: datetime
 ) -> dict[str, Any]:
     """A configured schedule; before a daemon registered it, its state comes from the config."""
     if state is not None:
@@ -187,14 +186,20 @@ def _list_record(
     return _record(schedule.name, schedule.cron, schedule.timezone, upcoming, now, schedule.paused)
 
 
-def _state_record(state: ScheduleState, now: datetime) -> dict[str, Any]:
+def _state_record(state: WorkflowSchedule, now: datetime) -> dict[str, Any]:
     record = _record(
-        state.name, state.cron, state.timezone, state.next_fire_time, now, state.paused
+        state["schedule_name"],
+        state["schedule"],
+        state["cron_timezone"] or "UTC",
+        state["next_fire_time"],
+        now,
+        state["status"] == "PAUSED",
     )
-    if state.last_workflow_id is not None:
-        record["last"] = _iso(state.last_tick)
-        record["result"] = state.last_status
-        record["last_workflow_id"] = state.last_workflow_id
+    if state["last_workflow_id"] is not None:
+        last = state["last_fired_at"]
+        record["last"] = _iso(datetime.fromisoformat(last) if last is not None else None)
+        record["result"] = state["last_status"]
+        record["last_workflow_id"] = state["last_workflow_id"]
     return record
 
 

@@ -19,9 +19,14 @@ from daemon.cli_output import OutputFormat, format_time_ms, jsonable, print_reco
 from daemon.config_check import database_url_with_password
 from daemon.debounce import debounce_by_config
 from daemon.engine_setup import application_version
-from engine import DBOSClient
+from engine import (
+    DBOSClient,
+    StepInfo,
+    WorkflowStatus,
+    WorkflowStatusString,
+    migrate_system_database_url,
+)
 from engine.error import DBOSException, DBOSNonExistentWorkflowError
-from engine.status import ALL_STATUSES, StepInfo, WorkflowStatus
 
 __all__ = ["add_commands"]
 
@@ -71,7 +76,12 @@ def _add_workflows(commands: Subcommands[argparse.ArgumentParser], common: Any) 
     workflows = commands.add_parser("workflows", help="list, inspect and control workflow runs")
     actions = workflows.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", parents=[common], help="recent runs, newest first")
-    listing.add_argument("--status", choices=ALL_STATUSES, action="append", help="repeatable")
+    listing.add_argument(
+        "--status",
+        choices=[s.value for s in WorkflowStatusString],
+        action="append",
+        help="repeatable",
+    )
     listing.add_argument("--name", help="only runs of this workflow")
     listing.add_argument("--queue", help="only runs enqueued on this queue")
     listing.add_argument("--prefix", help="only IDs starting with this, e.g. sched-backup-")
@@ -335,20 +345,15 @@ def _debounce(args: argparse.Namespace) -> int:
 
 
 def _db_migrate(args: argparse.Namespace) -> int:
-    from engine.storage.database import Database, parse_database_url
-    from engine.storage.migrations import migrate_system_database
-    from engine.storage.schema import SCHEMA_VERSION
-
     config = management_config(args)
-    db = Database(parse_database_url(database_url_with_password(config)))
-    try:
-        found = migrate_system_database(db)
-    finally:
-        db.dispose()
+    done = migrate_system_database_url(database_url_with_password(config))
     where = resolve_config_path(args.config)
-    if found == SCHEMA_VERSION:
-        print(f"{where}: the database is up to date (schema version {SCHEMA_VERSION})")
+    if not done.changed:
+        print(f"{where}: the database is up to date (schema version {done.schema_version})")
     else:
-        print(f"{where}: migrated the database from schema version {found} to {SCHEMA_VERSION}")
+        print(
+            f"{where}: migrated the database from schema version {done.found_version} "
+            f"to {done.schema_version}"
+        )
     sys.stdout.flush()
     return 0

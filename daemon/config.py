@@ -64,7 +64,7 @@ from daemon.config_model import (
     is_loopback_host,
 )
 from daemon.config_targets import TargetChecks, parse_target
-from engine.core.cron import CronSchedule
+from engine import CronSchedule
 from engine.error import DBOSInvalidCrontabError, DBOSUnknownTimezoneError
 
 __all__ = [

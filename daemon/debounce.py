@@ -5,8 +5,7 @@ from __future__ import annotations
 from daemon.config_check import suggest
 from daemon.config_model import Config, DebouncerConfig
 from daemon.engine_setup import workflow_name_of
-from engine import DBOSClient
-from engine.debouncer import debounce_by_name, debounce_with_store
+from engine import DBOSClient, Debouncer, DebouncerClient
 from engine.error import DBOSInvalidArgumentError
 
 __all__ = ["UnknownDebouncer", "debounce_by_config", "debounce_namespace"]
@@ -29,33 +28,29 @@ def debounce_by_config(
     With a ``client`` (the CLI), the window is only stored: a running daemon fires it. Without
     one (inside the launched daemon), the local scheduler also arms its timer.
     """
-    debouncer = _debouncer_named(config, name)
-    workflow_name = workflow_name_of(debouncer)
-    period = debouncer.period.total_seconds()
-    max_wait = debouncer.max_wait.total_seconds() if debouncer.max_wait is not None else None
+    configured = _debouncer_named(config, name)
+    workflow_name = workflow_name_of(configured)
+    period = configured.period.total_seconds()
+    max_wait = configured.max_wait.total_seconds() if configured.max_wait is not None else None
     namespace = debounce_namespace(name)
     if client is None:
-        return debounce_by_name(
+        local = Debouncer.by_name(
             workflow_name,
-            key,
-            period,
-            max_wait_sec=max_wait,
-            args=(value,),
-            queue_name=debouncer.queue,
+            debounce_timeout_sec=max_wait,
+            queue_name=configured.queue,
             namespace=namespace,
         )
-    window = debounce_with_store(
-        client.store,
-        client.codec,
-        workflow_name=workflow_name,
-        key=key,
-        period_sec=period,
-        max_wait_sec=max_wait,
-        queue_name=debouncer.queue,
+        return local.debounce(key, period, value).workflow_id
+    handle = DebouncerClient(client).debounce(
+        workflow_name,
+        key,
+        period,
         args=(value,),
+        debounce_timeout_sec=max_wait,
+        queue_name=configured.queue,
         namespace=namespace,
     )
-    return window.workflow_id
+    return handle.workflow_id
 
 
 def _debouncer_named(config: Config, name: str) -> DebouncerConfig:

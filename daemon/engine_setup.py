@@ -10,7 +10,6 @@ from daemon.config_check import database_url_with_password
 from daemon.config_model import Config, DebouncerConfig, QueueConfig, ScheduleConfig
 from daemon.targets import register_target, target_workflow_name
 from engine import DBOSClient, DBOSConfig, JsonSerializer, Queue
-from engine.queue import QueueRateLimit
 
 __all__ = [
     "DEFAULT_APPLICATION_VERSION",
@@ -67,13 +66,11 @@ def create_queues(config: Config) -> list[Queue]:
 
 
 def _queue(q: QueueConfig) -> Queue:
-    limiter: QueueRateLimit | None = None
-    if q.limiter is not None:
-        limiter = {"limit": q.limiter.limit, "period": q.limiter.period.total_seconds()}
+    rate = q.limiter
     return Queue(
         q.name,
         q.concurrency,
-        limiter,
+        None if rate is None else {"limit": rate.limit, "period": rate.period.total_seconds()},
         worker_concurrency=q.worker_concurrency,
         priority_enabled=q.priority_enabled,
         partition_queue=q.partition_queue,

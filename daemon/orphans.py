@@ -37,7 +37,6 @@ from daemon.config_model import Config
 from daemon.engine_setup import application_version
 from daemon.logging import get_logger
 from engine import DBOS, WorkflowStatus
-from engine.runtime import scheduler as engine_scheduler
 
 __all__ = [
     "SCAN_INTERVAL_SECONDS",
@@ -66,7 +65,9 @@ def cancel_unrecoverable() -> list[str]:
 def managed_schedule_workflows() -> dict[str, str]:
     """``{schedule: workflow name}`` of the config's schedules now in the database."""
     return {
-        s.name: s.workflow_name for s in engine_scheduler.schedule_states() if s.source == "managed"
+        s["schedule_name"]: s["workflow_name"]
+        for s in DBOS.list_schedules()
+        if s["source"] == "managed"
     }
 
 

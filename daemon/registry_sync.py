@@ -1,7 +1,8 @@
 """Apply the config's schedules and debouncers to the engine's durable registry, by name.
 
 The engine keeps schedules in the system database (with their pause state and last fire), so
-``set_schedules`` replaces the *definitions* and keeps the runtime state: a schedule paused from
+``DBOS.apply_schedules(..., configured=True)`` replaces the *definitions* and keeps the runtime
+state: a schedule paused from
 the CLI stays paused across reloads and restarts, and a schedule missing from the config stops
 firing. Debouncers need no durable definition: the daemon keeps their settings and passes them
 with each call.
@@ -15,10 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon.config_model import Config, DebouncerConfig, ScheduleConfig
-from engine.core.catchup import CatchupPolicy, OverlapPolicy
-from engine.runtime.scheduler import ScheduleDefinition, set_schedules
+from engine import DBOS
 
-__all__ = ["DebouncerBinding", "RegistrySync", "schedule_definition"]
+__all__ = ["DebouncerBinding", "RegistrySync", "schedule_entry"]
 
 
 @dataclass(frozen=True)
@@ -38,26 +38,25 @@ class DebouncerBinding:
         return max_wait.total_seconds() if max_wait is not None else None
 
 
-def schedule_definition(schedule: ScheduleConfig, workflow_name: str) -> ScheduleDefinition:
-    """The engine's definition of one configured schedule."""
+def schedule_entry(schedule: ScheduleConfig, workflow_name: str) -> dict[str, Any]:
+    """The ``apply_schedules`` entry of one configured schedule."""
     window = schedule.catchup_window
-    optional: dict[str, Any] = {}
+    entry: dict[str, Any] = {
+        "schedule_name": schedule.name,
+        "workflow_name": workflow_name,
+        "schedule": schedule.cron,
+        "cron_timezone": schedule.timezone,
+        "queue_name": schedule.queue,
+        "catchup": str(schedule.catchup),
+        "catchup_window_seconds": window.total_seconds() if window is not None else None,
+        "overlap": str(schedule.overlap),
+        "jitter_seconds": schedule.jitter.total_seconds(),
+        "timeout_seconds": schedule.timeout.total_seconds() if schedule.timeout else None,
+        "paused": schedule.paused,
+    }
     if schedule.max_catchup is not None:
-        optional["max_catchup"] = schedule.max_catchup
-    return ScheduleDefinition(
-        name=schedule.name,
-        cron=schedule.cron,
-        timezone=schedule.timezone,
-        workflow_name=workflow_name,
-        queue_name=schedule.queue,
-        catchup=CatchupPolicy(schedule.catchup),
-        catchup_window_seconds=window.total_seconds() if window is not None else None,
-        overlap=OverlapPolicy(schedule.overlap),
-        jitter_seconds=schedule.jitter.total_seconds(),
-        timeout_seconds=schedule.timeout.total_seconds() if schedule.timeout else None,
-        paused=schedule.paused,
-        **optional,
-    )
+        entry["max_catchup"] = schedule.max_catchup
+    return entry
 
 
 class RegistrySync:
@@ -75,10 +74,10 @@ class RegistrySync:
         debouncer_workflows: Mapping[str, str],
     ) -> None:
         """Replace every schedule definition and debouncer with the config's."""
-        definitions = [
-            schedule_definition(s, schedule_workflows[name]) for name, s in config.schedules.items()
+        entries = [
+            schedule_entry(s, schedule_workflows[name]) for name, s in config.schedules.items()
         ]
-        set_schedules(definitions)
+        DBOS.apply_schedules(entries, configured=True)
         bindings = {
             name: DebouncerBinding(d, debouncer_workflows[name])
             for name, d in config.debouncers.items()

@@ -1,38 +1,40 @@
 """The engine's durable schedule registry, seen from the management commands.
 
-Every call goes through :class:`engine.runtime.schedule_admin.ScheduleAdmin` on a
-:class:`engine.DBOSClient`, so it works without a running daemon: work it creates is enqueued,
-and whichever daemon runs next picks it up.
+Every call goes through the public schedule API of :class:`engine.DBOSClient`, so it works without
+a running daemon: work it creates is enqueued, and whichever daemon runs next picks it up.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from engine import DBOSClient
-from engine.runtime.schedule_admin import ScheduleAdmin, ScheduleState
+from engine import DBOSClient, WorkflowSchedule
 
 __all__ = ["backfill", "pause", "resume", "states", "trigger"]
 
+# backfill_schedule counts the ticks strictly between its bounds; the CLI's range includes both.
+_JUST_OUTSIDE = timedelta(microseconds=1)
 
-def states(client: DBOSClient) -> dict[str, ScheduleState]:
+
+def states(client: DBOSClient) -> dict[str, WorkflowSchedule]:
     """Every schedule registered in the database, by name."""
-    return {state.name: state for state in ScheduleAdmin.from_client(client).states()}
+    return {s["schedule_name"]: s for s in client.list_schedules()}
 
 
 def pause(client: DBOSClient, name: str) -> None:
-    ScheduleAdmin.from_client(client).pause(name)
+    client.pause_schedule(name)
 
 
 def resume(client: DBOSClient, name: str) -> None:
-    ScheduleAdmin.from_client(client).resume(name)
+    client.resume_schedule(name)
 
 
 def trigger(client: DBOSClient, name: str) -> str:
     """Enqueue one run now; returns its workflow ID."""
-    return ScheduleAdmin.from_client(client).trigger(name)
+    return client.trigger_schedule(name).workflow_id
 
 
 def backfill(client: DBOSClient, name: str, start: datetime, end: datetime) -> list[str]:
     """Enqueue the runs of the ticks in [start, end]; returns their workflow IDs."""
-    return ScheduleAdmin.from_client(client).backfill(name, start, end)
+    handles = client.backfill_schedule(name, start - _JUST_OUTSIDE, end + _JUST_OUTSIDE)
+    return [h.workflow_id for h in handles]

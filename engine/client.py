@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Generator
 from datetime import datetime
@@ -17,12 +18,13 @@ from engine.handles import WorkflowHandle, WorkflowHandleAsync
 from engine.runtime import management, messaging, results
 from engine.runtime.context import SetWorkflowID
 from engine.runtime.internal_queue import INTERNAL_QUEUE_NAME
+from engine.runtime.message_waits import Messaging, check_in_own_runtime
 from engine.runtime.schedule_admin import ScheduleAdmin
 from engine.serialization import Codec, PickleSerializer, Serializer
 from engine.status import StepInfo, WorkflowStatus
 from engine.storage.database import Database, parse_database_url
 from engine.storage.migrations import migrate_system_database
-from engine.storage.store import ListFilter, SystemStore, WorkflowRow
+from engine.storage.store import SystemStore, WorkflowRow
 
 if TYPE_CHECKING:
     from engine.runtime.executor import Runtime
@@ -71,8 +73,6 @@ class DBOSClient:
             raise DBOSInvalidArgumentError(
                 "DBOSClient needs system_database_url (the application's system database)"
             )
-        import time
-
         self.clock = time.time
         self.db = Database(
             parse_database_url(url), schema=dbos_system_schema, engine=system_database_engine
@@ -81,6 +81,9 @@ class DBOSClient:
         self.store = SystemStore(self.db, self.now_ms)
         self.codec = Codec(serializer or PickleSerializer())
         self.stopping = threading.Event()
+        # Waits for messages and events from the client; inside a workflow, the workflow's own
+        # runtime decides whether it may go on.
+        self.messaging = Messaging(self.store, self.stopping, check_in_own_runtime)
 
     def now_ms(self) -> int:
         """The client's clock in epoch milliseconds. Keeptime: read by the storage and messaging
@@ -117,14 +120,14 @@ class DBOSClient:
         """
         row = self._enqueue_row(options, args, kwargs)
         self.store.insert_workflow(row)
-        return WorkflowHandle(self._as_runtime(), row.workflow_uuid)
+        return WorkflowHandle(self, row.workflow_uuid)
 
     async def enqueue_async(
         self, options: EnqueueOptions, *args: Any, **kwargs: Any
     ) -> WorkflowHandleAsync[Any]:
         """Async ``enqueue``; returns a ``WorkflowHandleAsync``."""
         handle = await asyncio.to_thread(lambda: self.enqueue(options, *args, **kwargs))
-        return WorkflowHandleAsync(self._as_runtime(), handle.workflow_id)
+        return WorkflowHandleAsync(self, handle.workflow_id)
 
     def _enqueue_row(
         self, options: EnqueueOptions, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -160,13 +163,13 @@ class DBOSClient:
     def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """A handle to the workflow ``workflow_id``; raises DBOSNonExistentWorkflowError if it does
         not exist."""
-        management.require_row(self._as_runtime(), workflow_id)
-        return WorkflowHandle(self._as_runtime(), workflow_id)
+        management.require_row(self, workflow_id)
+        return WorkflowHandle(self, workflow_id)
 
     async def retrieve_workflow_async(self, workflow_id: str) -> WorkflowHandleAsync[Any]:
         """Async ``retrieve_workflow``; returns a ``WorkflowHandleAsync``."""
-        await asyncio.to_thread(management.require_row, self._as_runtime(), workflow_id)
-        return WorkflowHandleAsync(self._as_runtime(), workflow_id)
+        await asyncio.to_thread(management.require_row, self, workflow_id)
+        return WorkflowHandleAsync(self, workflow_id)
 
     def send(
         self,
@@ -215,20 +218,20 @@ class DBOSClient:
         load_output: bool = True,
     ) -> list[WorkflowStatus]:
         """``DBOS.list_workflows``, from the client."""
-        flt = ListFilter(
+        flt = management.workflow_filter(
             workflow_ids=workflow_ids,
-            workflow_id_prefix=workflow_id_prefix,
-            statuses=management.parse_statuses(status),
-            start_ms=management.parse_time_ms(start_time, "start_time"),
-            end_ms=management.parse_time_ms(end_time, "end_time"),
+            status=status,
+            start_time=start_time,
+            end_time=end_time,
             name=name,
             app_version=app_version,
             user=user,
             limit=limit,
             offset=offset,
             sort_desc=sort_desc,
+            workflow_id_prefix=workflow_id_prefix,
         )
-        return management.list_workflows(self._as_runtime(), flt, load_input, load_output)
+        return management.list_workflows(self, flt, load_input, load_output)
 
     def list_queued_workflows(
         self,
@@ -244,41 +247,39 @@ class DBOSClient:
         load_input: bool = True,
     ) -> list[WorkflowStatus]:
         """``DBOS.list_queued_workflows``, from the client."""
-        flt = ListFilter(
-            statuses=management.parse_statuses(status, ("ENQUEUED", "PENDING")),
-            start_ms=management.parse_time_ms(start_time, "start_time"),
-            end_ms=management.parse_time_ms(end_time, "end_time"),
-            name=name,
+        flt = management.queued_filter(
             queue_name=queue_name,
-            queued_only=True,
+            status=status,
+            start_time=start_time,
+            end_time=end_time,
+            name=name,
             limit=limit,
             offset=offset,
             sort_desc=sort_desc,
         )
-        return management.list_workflows(self._as_runtime(), flt, load_input)
+        return management.list_workflows(self, flt, load_input)
 
     def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
         """``DBOS.list_workflow_steps``, from the client."""
-        return [management.to_step_info(s, self.codec) for s in self.store.list_steps(workflow_id)]
+        return management.list_steps(self, workflow_id)
 
     def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
         """The workflow's ``WorkflowStatus``, or None if no workflow has this ID."""
-        row = self.store.get_workflow(workflow_id)
-        return management.to_status(row, self.codec) if row is not None else None
+        return management.status_of(self, workflow_id)
 
     def cancel_workflow(self, workflow_id: str) -> None:
         """Cancel the workflow and its children; running executors notice within about a second.
         Raises DBOSNonExistentWorkflowError for an unknown ID."""
-        management.require_row(self._as_runtime(), workflow_id)
+        management.require_row(self, workflow_id)
         self.store.cancel_workflow_tree(workflow_id)
 
     def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """Hand the workflow to any live executor through the internal queue (the client runs
         nothing itself); returns its handle. Raises DBOSNonExistentWorkflowError for an unknown
         ID."""
-        management.require_row(self._as_runtime(), workflow_id)
+        management.require_row(self, workflow_id)
         self.store.requeue_workflow(workflow_id, INTERNAL_QUEUE_NAME)
-        return WorkflowHandle(self._as_runtime(), workflow_id)
+        return WorkflowHandle(self, workflow_id)
 
     def fork_workflow(
         self, workflow_id: str, start_step: int, *, application_version: str | None = None
@@ -286,9 +287,9 @@ class DBOSClient:
         """``DBOS.fork_workflow``, from the client: the fork is ENQUEUED on the internal queue for
         any live executor to run."""
         new_id = management.fork_row(
-            self._as_runtime(), workflow_id, start_step, application_version, INTERNAL_QUEUE_NAME
+            self, workflow_id, start_step, application_version, queue_name=INTERNAL_QUEUE_NAME
         )
-        return WorkflowHandle(self._as_runtime(), new_id)
+        return WorkflowHandle(self, new_id)
 
     # -- the schedule registry (engine/schedules_api.py) -------------------------------------------
     # Writes go to the database only: a running DBOS installs a schedule created here at its next
@@ -375,7 +376,7 @@ class DBOSClient:
     def apply_schedules(self, schedules: list[sa.ClientScheduleInput]) -> None:
         """``DBOS.apply_schedules`` with ``workflow_name`` instead of ``workflow_fn``: one write,
         nothing changes if an entry is invalid."""
-        sa.client_apply(self, sa.from_entries(schedules, "workflow_name", sa.build))
+        sa.client_apply(self, sa.from_entries(schedules, ("workflow_name",), sa.build))
 
     async def apply_schedules_async(self, schedules: list[sa.ClientScheduleInput]) -> None:
         """Async ``apply_schedules``."""
@@ -386,20 +387,20 @@ class DBOSClient:
     ) -> list[WorkflowHandle[None]]:
         """``DBOS.backfill_schedule``, from the client: the runs are ENQUEUED for an executor."""
         ids = sa.backfill(schedule_name, start, end, self)
-        return [WorkflowHandle(self._as_runtime(), i) for i in ids]
+        return [WorkflowHandle(self, i) for i in ids]
 
     async def backfill_schedule_async(
         self, schedule_name: str, start: datetime, end: datetime
     ) -> list[WorkflowHandleAsync[None]]:
         """Async ``backfill_schedule``."""
         ids = await asyncio.to_thread(sa.backfill, schedule_name, start, end, self)
-        return [WorkflowHandleAsync(self._as_runtime(), i) for i in ids]
+        return [WorkflowHandleAsync(self, i) for i in ids]
 
     def trigger_schedule(self, schedule_name: str) -> WorkflowHandle[None]:
         """``DBOS.trigger_schedule``, from the client: the run is ENQUEUED for an executor."""
-        return WorkflowHandle(self._as_runtime(), sa.trigger(schedule_name, self))
+        return WorkflowHandle(self, sa.trigger(schedule_name, self))
 
     async def trigger_schedule_async(self, schedule_name: str) -> WorkflowHandleAsync[None]:
         """Async ``trigger_schedule``."""
         workflow_id = await asyncio.to_thread(sa.trigger, schedule_name, self)
-        return WorkflowHandleAsync(self._as_runtime(), workflow_id)
+        return WorkflowHandleAsync(self, workflow_id)

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 from engine.core.debounce import check_max_wait, check_period, seconds_to_ms
 from engine.error import DBOSInvalidArgumentError
 from engine.handles import WorkflowHandle, WorkflowHandleAsync
+from engine.runtime.current import current_runtime
+from engine.runtime.registry import RegisteredFunction
+from engine.runtime.scheduler import get_scheduler
 from engine.serialization import Codec
 from engine.storage.debounce import DebounceCall, DebounceStore, Window
 from engine.storage.store import SystemStore
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["Debouncer", "DebouncerClient", "debounce_by_name", "debounce_with_store"]
+__all__ = ["Debouncer", "DebouncerClient", "debounce_with_store"]
 
 
 def debounce_with_store(
@@ -72,33 +75,6 @@ def debounce_with_store(
     return DebounceStore(store).debounce(call)
 
 
-def debounce_by_name(
-    workflow_name: str,
-    key: str,
-    period_sec: float,
-    *,
-    max_wait_sec: float | None = None,
-    args: Sequence[Any] = (),
-    kwargs: Mapping[str, Any] | None = None,
-    queue_name: str | None = None,
-    namespace: str | None = None,
-) -> str:
-    """Debounce a registered workflow by name in the launched DBOS; returns the workflow ID."""
-    from engine.dbos import _runtime
-
-    return _debounce_here(
-        _runtime(),
-        workflow_name=workflow_name,
-        key=key,
-        period_sec=period_sec,
-        max_wait_sec=max_wait_sec,
-        queue_name=queue_name,
-        args=args,
-        kwargs=kwargs,
-        namespace=namespace,
-    )
-
-
 def _debounce_here(runtime: Runtime, **call: Any) -> str:
     window = debounce_with_store(runtime.store, runtime.codec, **call)
     _arm_timer(runtime, window)
@@ -115,8 +91,6 @@ _ARMED_LIMIT = 10_000
 
 def _arm_timer(runtime: Runtime, window: Window) -> None:
     """Have the local scheduler fire ``window`` at its deadline (called after the commit)."""
-    from engine.runtime.scheduler import get_scheduler
-
     scheduler = get_scheduler(runtime)
     armed = _ARMED.get(scheduler)
     if armed is None:
@@ -150,10 +124,36 @@ class Debouncer(Generic[P, R]):
         workflow_name: str,
         debounce_timeout_sec: float | None = None,
         queue: Queue | None = None,
+        *,
+        queue_name: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.workflow_name = workflow_name
         self.debounce_timeout_sec = check_max_wait(debounce_timeout_sec)
-        self.queue_name = queue.name if queue is not None else None
+        self.queue_name = queue.name if queue is not None else queue_name
+        self.namespace = namespace
+
+    @classmethod
+    def by_name(
+        cls,
+        workflow_name: str,
+        *,
+        debounce_timeout_sec: float | None = None,
+        queue_name: str | None = None,
+        namespace: str | None = None,
+    ) -> Debouncer[..., Any]:
+        """Keeptime: a debouncer for the workflow registered as ``workflow_name`` (a workflow
+        registered by name, as the daemon's targets are, rather than a function in hand).
+
+        ``namespace`` keeps this debouncer's keys apart from other debouncers of the same
+        workflow (default: the workflow name, shared); ``queue_name`` enqueues each final run on
+        that queue.
+        """
+        if not isinstance(workflow_name, str) or not workflow_name:
+            raise DBOSInvalidArgumentError(
+                f"workflow_name must be a non-empty string, got {workflow_name!r}"
+            )
+        return cls(workflow_name, debounce_timeout_sec, queue_name=queue_name, namespace=namespace)
 
     @classmethod
     def create(
@@ -187,9 +187,7 @@ class Debouncer(Generic[P, R]):
     ) -> WorkflowHandle[R]:
         """Run the workflow ``debounce_period_sec`` after the last call for this key, with the
         last call's arguments. Every handle of one window resolves to that one run."""
-        from engine.dbos import _runtime
-
-        runtime = _runtime()
+        runtime = current_runtime()
         workflow_id = self._call(runtime, debounce_key, debounce_period_sec, args, kwargs)
         return WorkflowHandle(runtime, workflow_id)
 
@@ -197,9 +195,7 @@ class Debouncer(Generic[P, R]):
         self, debounce_key: str, debounce_period_sec: float, *args: P.args, **kwargs: P.kwargs
     ) -> WorkflowHandleAsync[R]:
         """Async ``debounce``; returns a ``WorkflowHandleAsync``."""
-        from engine.dbos import _runtime
-
-        runtime = _runtime()
+        runtime = current_runtime()
         workflow_id = await asyncio.to_thread(
             self._call, runtime, debounce_key, debounce_period_sec, args, kwargs
         )
@@ -222,6 +218,7 @@ class Debouncer(Generic[P, R]):
             queue_name=self.queue_name,
             args=args,
             kwargs=kwargs,
+            namespace=self.namespace,
         )
 
 
@@ -245,13 +242,15 @@ class DebouncerClient:
         kwargs: Mapping[str, Any] | None = None,
         debounce_timeout_sec: float | None = None,
         queue_name: str | None = None,
+        namespace: str | None = None,
     ) -> WorkflowHandle[Any]:
         """Debounce the workflow registered as ``workflow_name``: it runs ``debounce_period_sec``
         after the last call for ``debounce_key``, with that call's ``args`` and ``kwargs``, or
         ``debounce_timeout_sec`` after the window's first call at the latest.
 
-        Returns a handle to the window's one workflow. Raises DBOSInvalidArgumentError for a bad
-        key, name, period or timeout.
+        Keeptime: ``namespace`` keeps the keys of one debouncer apart from others of the same
+        workflow (see ``Debouncer.by_name``). Returns a handle to the window's one workflow.
+        Raises DBOSInvalidArgumentError for a bad key, name, period or timeout.
         """
         window = debounce_with_store(
             self.client.store,
@@ -263,8 +262,9 @@ class DebouncerClient:
             queue_name=queue_name,
             args=args,
             kwargs=kwargs,
+            namespace=namespace,
         )
-        return WorkflowHandle(self.client._as_runtime(), window.workflow_id)
+        return WorkflowHandle(self.client, window.workflow_id)
 
     async def debounce_async(
         self,
@@ -276,6 +276,7 @@ class DebouncerClient:
         kwargs: Mapping[str, Any] | None = None,
         debounce_timeout_sec: float | None = None,
         queue_name: str | None = None,
+        namespace: str | None = None,
     ) -> WorkflowHandleAsync[Any]:
         """Async ``debounce``; returns a ``WorkflowHandleAsync``."""
         handle = await asyncio.to_thread(
@@ -287,14 +288,13 @@ class DebouncerClient:
                 kwargs=kwargs,
                 debounce_timeout_sec=debounce_timeout_sec,
                 queue_name=queue_name,
+                namespace=namespace,
             )
         )
-        return WorkflowHandleAsync(self.client._as_runtime(), handle.workflow_id)
+        return WorkflowHandleAsync(self.client, handle.workflow_id)
 
 
 def _workflow_name(workflow: Callable[..., Any]) -> str:
-    from engine.runtime.registry import RegisteredFunction
-
     fn = getattr(workflow, "__keeptime_function__", None)
     if not isinstance(fn, RegisteredFunction) or fn.kind != "workflow":
         raise DBOSInvalidArgumentError(

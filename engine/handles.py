@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from engine.runtime.management import require_row, to_status
+from engine.runtime.management import SystemAccess, require_row, to_status
 from engine.status import WorkflowStatus
 
-if TYPE_CHECKING:
-    from engine.runtime.executor import Runtime
-
 R = TypeVar("R")
+
+
+class HandleSource(SystemAccess, Protocol):
+    """What a handle reads through: a launched runtime, or a ``DBOSClient``."""
+
+    def wait_result(self, workflow_id: str, timeout: float | None = None) -> Any: ...
 
 
 class WorkflowHandle(Generic[R]):
     """A handle to one workflow, as ``start_workflow``, ``enqueue`` and ``retrieve_workflow``
     return. It holds only the ID and reads the database on every call."""
 
-    def __init__(self, runtime: Runtime, workflow_id: str) -> None:
+    def __init__(self, runtime: HandleSource, workflow_id: str) -> None:
         self._runtime = runtime
         self.workflow_id = workflow_id
 
@@ -50,7 +53,7 @@ class WorkflowHandleAsync(Generic[R]):
     """``WorkflowHandle`` for coroutines, as the ``_async`` methods return: the same calls,
     awaited."""
 
-    def __init__(self, runtime: Runtime, workflow_id: str) -> None:
+    def __init__(self, runtime: HandleSource, workflow_id: str) -> None:
         self._runtime = runtime
         self.workflow_id = workflow_id
 

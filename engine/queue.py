@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, ParamSpec, TypedDict, TypeVar
 
 from engine.error import DBOSInvalidArgumentError
 from engine.handles import WorkflowHandle, WorkflowHandleAsync
+from engine.runtime import queue_worker
 from engine.runtime.context import start_options
+from engine.runtime.current import current_runtime
+from engine.runtime.declared_queues import DECLARED, QueueSpec
+from engine.runtime.registry import startable_function
 from engine.runtime.starting import QueuePlacement, split_call
 
 P = ParamSpec("P")
@@ -25,34 +27,15 @@ class QueueRateLimit(TypedDict):
     period: float
 
 
-@dataclass(frozen=True)
-class QueueSpec:
-    """A queue's validated settings, as the queue worker reads them."""
-
-    name: str
-    concurrency: int | None
-    worker_concurrency: int | None
-    limit: int | None
-    period_seconds: float | None
-    priority_enabled: bool
-    partition_queue: bool
-    polling_interval_sec: float
-
-
-_QUEUES: dict[str, Queue] = {}
-_QUEUES_LOCK = threading.Lock()
-
-
 def registered_queues() -> list[Queue]:
     """Every queue created in this process."""
-    with _QUEUES_LOCK:
-        return list(_QUEUES.values())
+    return [q for q in DECLARED.all() if isinstance(q, Queue)]
 
 
 def find_queue(name: str) -> Queue | None:
     """The queue named ``name`` created in this process, or None."""
-    with _QUEUES_LOCK:
-        return _QUEUES.get(name)
+    queue = DECLARED.find(name)
+    return queue if isinstance(queue, Queue) else None
 
 
 class Queue:
@@ -98,10 +81,7 @@ class Queue:
         self.limiter = limiter
         self.priority_enabled = priority_enabled
         self.partition_queue = partition_queue
-        with _QUEUES_LOCK:
-            _QUEUES[name] = self
-        from engine.runtime import queue_worker
-
+        DECLARED.declare(self)
         queue_worker.wake_all()  # declared after launch: its backlog starts now
 
     def enqueue(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]:
@@ -113,11 +93,8 @@ class Queue:
         deduplication ID is in use on this queue, and DBOSInvalidArgumentError when the partition
         key or priority set does not fit this queue.
         """
-        from engine.dbos import _runtime, _workflow_of
-        from engine.runtime import queue_worker
-
-        runtime = _runtime()
-        fn = _workflow_of(func)
+        runtime = current_runtime()
+        fn = startable_function(func)
         instance, rest = split_call(fn, func, args)
         plan = runtime.plan(fn, instance, rest, kwargs, self._placement())
         queue_worker.wake(runtime)
@@ -128,10 +105,8 @@ class Queue:
     ) -> WorkflowHandleAsync[R]:
         """Async ``enqueue``. A coroutine workflow enqueued this way runs in another event loop, on
         a worker thread, as the spec says."""
-        from engine.dbos import _runtime
-
         handle = await asyncio.to_thread(lambda: self.enqueue(func, *args, **kwargs))
-        return WorkflowHandleAsync(_runtime(), handle.workflow_id)
+        return WorkflowHandleAsync(current_runtime(), handle.workflow_id)
 
     def _placement(self) -> QueuePlacement:
         opts = start_options()

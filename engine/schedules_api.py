@@ -11,13 +11,15 @@ docs/compatibility.md for how this differs from the reference.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from engine.error import DBOSInvalidArgumentError, DBOSInvalidCrontabError
 from engine.runtime import scheduler as sched
 from engine.runtime.schedule_admin import (
     SOURCE_DECORATOR,
+    SOURCE_MANAGED,
     SOURCE_REGISTRY,
     ScheduleAdmin,
     ScheduleDefinition,
@@ -41,8 +43,10 @@ class WorkflowSchedule(TypedDict):
     ``workflow_class_name`` is always None, ``last_fired_at`` is the catch-up watermark (ISO
     8601: the last tick handled, or the creation or resume time),
     ``automatic_backfill`` is true when the catch-up policy is ``all``.
-    Keeptime adds ``catchup``, ``overlap``, ``source`` (``managed`` or ``decorator``) and
-    ``next_fire_time`` (None while paused).
+    Keeptime adds ``catchup``, ``overlap``, ``source`` (``registry`` for this API, ``managed``
+    for configured schedules, ``decorator`` for ``@DBOS.scheduled``), ``next_fire_time`` (None
+    while paused), and the workflow ID and status of the last tick run (``last_workflow_id``,
+    ``last_status``).
     """
 
     schedule_id: str
@@ -60,6 +64,8 @@ class WorkflowSchedule(TypedDict):
     overlap: str
     source: str
     next_fire_time: datetime | None
+    last_workflow_id: str | None
+    last_status: str | None
 
 
 class _ScheduleOptions(TypedDict, total=False):
@@ -164,19 +170,29 @@ def build_from_fn(
 
 
 def from_entries(
-    entries: Sequence[Any], name_key: str, to_definition: Callable[..., ScheduleDefinition]
+    entries: Sequence[Any],
+    name_keys: Sequence[str],
+    to_definition: Callable[..., ScheduleDefinition],
 ) -> list[ScheduleDefinition]:
-    """Validate every entry of an ``apply_schedules`` call before anything is written."""
+    """Validate every entry of an ``apply_schedules`` call before anything is written.
+
+    An entry names its workflow with one of ``name_keys``; configured entries (two name keys) may
+    also carry ``paused``.
+    """
     if isinstance(entries, dict | str) or not isinstance(entries, Sequence):
         raise DBOSInvalidArgumentError(
             f"apply_schedules takes a list of schedule dicts, got {type(entries).__name__}"
         )
+    extra = ("paused",) if len(name_keys) > 1 else ()
     definitions: list[ScheduleDefinition] = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise DBOSInvalidArgumentError(f"apply_schedules entry {i} is not a dict: {entry!r}")
-        missing = [k for k in ("schedule_name", name_key, "schedule") if k not in entry]
-        unknown = sorted(set(entry) - {"schedule_name", name_key, "schedule", *_OPTIONS})
+        missing = [k for k in ("schedule_name", "schedule") if k not in entry]
+        if not any(k in entry for k in name_keys):
+            missing.append(" or ".join(name_keys))
+        known = {"schedule_name", "schedule", *name_keys, *_OPTIONS, *extra}
+        unknown = sorted(set(entry) - known)
         if missing or unknown:
             raise DBOSInvalidArgumentError(
                 f"apply_schedules entry {i}: missing keys {missing}, unknown keys {unknown}"
@@ -214,6 +230,8 @@ def to_schedule(admin: ScheduleAdmin, row: ScheduleRow) -> WorkflowSchedule:
         overlap=state.overlap,
         source=row.source,
         next_fire_time=state.next_fire_time,
+        last_workflow_id=state.last_workflow_id,
+        last_status=state.last_status,
     )
 
 
@@ -296,14 +314,57 @@ def create(definition: ScheduleDefinition) -> None:
 
 
 def apply_entries(
-    entries: Sequence[Any], to_definition: Callable[..., ScheduleDefinition], **keeptime: Any
+    entries: Sequence[Any],
+    to_definition: Callable[..., ScheduleDefinition],
+    *,
+    configured: bool = False,
 ) -> None:
-    """``DBOS.apply_schedules``: validate every entry, then apply them in one write."""
-    if keeptime:
-        raise DBOSInvalidArgumentError(
-            f"apply_schedules got unknown keyword arguments {sorted(keeptime)}"
-        )
-    apply(from_entries(entries, "workflow_fn", to_definition))
+    """``DBOS.apply_schedules``: validate every entry, then apply them in one write.
+
+    With ``configured`` the entries are the process's configured schedules (the daemon's config):
+    they replace the whole configured set, apart from the registry's own schedules.
+    """
+    if not isinstance(configured, bool):
+        raise DBOSInvalidArgumentError(f"configured must be True or False, got {configured!r}")
+    if configured:
+        definitions = from_entries(entries, _CONFIGURED_KEYS, _configured(to_definition))
+        sched.get_scheduler().set_managed(definitions, SOURCE_MANAGED)
+        return
+    apply(from_entries(entries, ("workflow_fn",), to_definition))
+
+
+# A configured entry names its workflow by function or by registered name, and may be paused by
+# its configuration (a flag apart from pause_schedule's durable one).
+_CONFIGURED_KEYS = ("workflow_fn", "workflow_name")
+
+
+def _configured(
+    to_definition: Callable[..., ScheduleDefinition],
+) -> Callable[..., ScheduleDefinition]:
+    def build_configured(
+        *,
+        workflow_fn: Callable[..., Any] | None = None,
+        workflow_name: str | None = None,
+        paused: bool = False,
+        **entry: Any,
+    ) -> ScheduleDefinition:
+        if (workflow_fn is None) == (workflow_name is None):
+            raise DBOSInvalidArgumentError(
+                f"configured schedule {entry.get('schedule_name')!r} needs exactly one of "
+                "'workflow_fn' and 'workflow_name'"
+            )
+        if not isinstance(paused, bool):
+            raise DBOSInvalidArgumentError(f"paused must be True or False, got {paused!r}")
+        context = entry.get("context")
+        if workflow_fn is not None:
+            definition = to_definition(workflow_fn=workflow_fn, **entry)
+        else:
+            definition = build(workflow_name=cast(str, workflow_name), **entry)
+        # Configured workflows take (scheduled_time, actual_time), plus the context if one is set.
+        args = () if context is None else (context,)
+        return replace(definition, args=args, pass_actual_time=True, paused=paused)
+
+    return build_configured
 
 
 def apply(definitions: Sequence[ScheduleDefinition]) -> None:

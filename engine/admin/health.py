@@ -8,10 +8,11 @@ from typing import Any
 from engine.admin import docs
 from engine.admin.problems import Problem
 from engine.admin.routing import Reply, Request, Response, Route
-from engine.dbos import _runtime
 from engine.error import DBOSException
 from engine.queue import registered_queues
+from engine.runtime.current import current_runtime
 from engine.storage import stats
+from engine.storage.debounce import DEBOUNCE_HOLD_QUEUE
 
 Readiness = Callable[[], bool]
 
@@ -19,7 +20,7 @@ Readiness = Callable[[], bool]
 def database_reachable() -> bool:
     """True when DBOS is launched and its system database answers a trivial query."""
     try:
-        _runtime().db.check_connection()
+        current_runtime().db.check_connection()
     except DBOSException:
         return False
     return True
@@ -27,14 +28,12 @@ def database_reachable() -> bool:
 
 def queue_depths() -> dict[str, dict[str, int]]:
     """ENQUEUED and PENDING counts per queue, from the system database."""
-    return stats.queue_depths(_runtime().db)
+    return stats.queue_depths(current_runtime().db)
 
 
 def pending_debounces() -> dict[str, int]:
     """Open debounce windows per workflow name (their runs wait, ENQUEUED, on a hold queue)."""
-    from engine.storage.debounce import DEBOUNCE_HOLD_QUEUE
-
-    return stats.counts_by_name(_runtime().db, DEBOUNCE_HOLD_QUEUE, "ENQUEUED")
+    return stats.counts_by_name(current_runtime().db, DEBOUNCE_HOLD_QUEUE, "ENQUEUED")
 
 
 def livez(_: Request) -> Response:

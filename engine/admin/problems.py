@@ -5,6 +5,8 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+from engine import error as e
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
@@ -66,8 +68,6 @@ def unprocessable(code: str, detail: str) -> Problem:
 
 def problem_from_error(exc: BaseException) -> Problem | None:
     """The problem an engine error stands for, or ``None`` for an unexpected error (a 500)."""
-    from engine import error as e
-
     if isinstance(exc, Problem):
         return exc
     table: list[tuple[type[BaseException], int, str]] = [

@@ -15,14 +15,15 @@ from engine.admin import docs
 from engine.admin.problems import Problem
 from engine.admin.routing import Param, Reply, Request, Response, Route
 from engine.admin.values import error_json, jsonable, status_json, step_json
-from engine.dbos import DBOS, _runtime
+from engine.dbos import DBOS
 from engine.error import DBOSSerializationError
 from engine.queue import find_queue
 from engine.runtime import management
 from engine.runtime.context import SetWorkflowID
+from engine.runtime.current import current_runtime
 from engine.runtime.executor import Runtime
 from engine.runtime.registry import REGISTRY, RegisteredFunction
-from engine.storage.store import ListFilter, WorkflowRow
+from engine.storage.store import WorkflowRow
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -36,11 +37,11 @@ def list_workflows(request: Request) -> Response:
     q = request.query
     limit = q.get("limit", DEFAULT_LIMIT)
     offset = q.get("offset", 0)
-    flt = ListFilter(
+    flt = management.workflow_filter(
         workflow_id_prefix=q.get("workflow_id_prefix"),
-        statuses=management.parse_statuses(q.get("status")),
-        start_ms=management.parse_time_ms(q.get("start_time"), "start_time"),
-        end_ms=management.parse_time_ms(q.get("end_time"), "end_time"),
+        status=q.get("status"),
+        start_time=q.get("start_time"),
+        end_time=q.get("end_time"),
         name=q.get("name"),
         app_version=q.get("app_version"),
         user=q.get("user"),
@@ -49,7 +50,7 @@ def list_workflows(request: Request) -> Response:
         offset=offset,
         sort_desc=q.get("sort_desc", False),
     )
-    runtime = _runtime()
+    runtime = current_runtime()
     load_io = q.get("load_io", True)
     rows = runtime.store.list_workflows(flt)
     items = [row_json(runtime, row, load_io) for row in rows]
@@ -57,14 +58,14 @@ def list_workflows(request: Request) -> Response:
 
 
 def get_workflow(request: Request) -> Response:
-    runtime = _runtime()
+    runtime = current_runtime()
     row = management.require_row(runtime, request.path_params["workflow_id"])
     return Response(200, row_json(runtime, row, True))
 
 
 def list_steps(request: Request) -> Response:
     workflow_id = request.path_params["workflow_id"]
-    runtime = _runtime()
+    runtime = current_runtime()
     management.require_row(runtime, workflow_id)
     steps = []
     for record in runtime.store.list_steps(workflow_id):
@@ -163,7 +164,7 @@ def start(request: Request) -> Response:
 
 def send_message(request: Request) -> Response:
     workflow_id = request.path_params["workflow_id"]
-    management.require_row(_runtime(), workflow_id)
+    management.require_row(current_runtime(), workflow_id)
     topic = request.body.get("topic")
     DBOS.send(workflow_id, request.body["message"], topic)
     return Response(202, {"workflow_id": workflow_id, "topic": topic})
@@ -172,7 +173,7 @@ def send_message(request: Request) -> Response:
 def get_event(request: Request) -> Response:
     workflow_id = request.path_params["workflow_id"]
     key = request.path_params["key"]
-    management.require_row(_runtime(), workflow_id)
+    management.require_row(current_runtime(), workflow_id)
     value = DBOS.get_event(workflow_id, key, request.query.get("timeout", 0))
     if value is None and key not in DBOS.get_all_events(workflow_id):
         raise Problem(
@@ -221,7 +222,7 @@ def _workflow_id(workflow_id: str | None) -> Iterator[None]:
 
 
 def _status_of(workflow_id: str) -> str | None:
-    row = _runtime().store.get_workflow(workflow_id)
+    row = current_runtime().store.get_workflow(workflow_id)
     return row.status if row is not None else None
 
 

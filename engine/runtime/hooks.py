@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.runtime import queue_worker, scheduled, scheduler
-from engine.runtime.registry import REGISTRY, RegisteredFunction
 
 if TYPE_CHECKING:
     from engine.runtime.executor import Runtime
@@ -26,8 +25,3 @@ def after_launch(runtime: Runtime) -> None:
 
 def scheduled_decorator(cron: str) -> Callable[[F], F]:
     return scheduled.scheduled_decorator(cron)
-
-
-def step_as_workflow(step: RegisteredFunction) -> RegisteredFunction:
-    """Starting or enqueueing a bare step runs it inside a one-step workflow."""
-    return REGISTRY.step_workflow(step)

@@ -7,7 +7,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.core.deadlines import deadline_at
 from engine.error import DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
@@ -17,10 +17,24 @@ from engine.serialization import Codec
 from engine.status import ALL_STATUSES, StepInfo, WorkflowStatus
 from engine.storage.debounce import DEBOUNCE_HOLD_QUEUE
 from engine.storage.schedules import HOLD_QUEUE_PREFIX
-from engine.storage.store import ListFilter, StepRecord, WorkflowRow
+from engine.storage.store import ListFilter, StepRecord, SystemStore, WorkflowRow
 
 if TYPE_CHECKING:
     from engine.runtime.executor import Runtime
+
+
+class SystemAccess(Protocol):
+    """What managing workflows needs of a process: its store, codec and clock. A launched
+    ``Runtime`` and a ``DBOSClient`` are both one, so DBOS, DBOSClient and the admin routes share
+    every function here."""
+
+    @property
+    def store(self) -> SystemStore: ...
+
+    @property
+    def codec(self) -> Codec: ...
+
+    def now_ms(self) -> int: ...
 
 
 def to_status(
@@ -118,19 +132,89 @@ def check_page(limit: int | None, offset: int | None) -> None:
             raise DBOSInvalidArgumentError(f"{label} must be a non-negative integer, got {value!r}")
 
 
+def workflow_filter(
+    *,
+    workflow_ids: list[str] | None = None,
+    status: str | list[str] | None = None,
+    start_time: str | datetime | None = None,
+    end_time: str | datetime | None = None,
+    name: str | None = None,
+    app_version: str | None = None,
+    user: str | None = None,
+    queue_name: str | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    sort_desc: bool = False,
+    workflow_id_prefix: str | None = None,
+) -> ListFilter:
+    """The filter of ``list_workflows`` (DBOS, DBOSClient and ``GET /workflows`` alike); bad
+    values raise DBOSInvalidArgumentError."""
+    return ListFilter(
+        workflow_ids=workflow_ids,
+        workflow_id_prefix=workflow_id_prefix,
+        statuses=parse_statuses(status),
+        start_ms=parse_time_ms(start_time, "start_time"),
+        end_ms=parse_time_ms(end_time, "end_time"),
+        name=name,
+        app_version=app_version,
+        user=user,
+        queue_name=queue_name,
+        limit=limit,
+        offset=offset,
+        sort_desc=sort_desc,
+    )
+
+
+def queued_filter(
+    *,
+    queue_name: str | None = None,
+    status: str | list[str] | None = None,
+    start_time: str | datetime | None = None,
+    end_time: str | datetime | None = None,
+    name: str | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    sort_desc: bool = False,
+) -> ListFilter:
+    """The filter of ``list_queued_workflows``: workflows on a queue, ENQUEUED or PENDING unless
+    ``status`` says otherwise."""
+    return ListFilter(
+        statuses=parse_statuses(status, ("ENQUEUED", "PENDING")),
+        start_ms=parse_time_ms(start_time, "start_time"),
+        end_ms=parse_time_ms(end_time, "end_time"),
+        name=name,
+        queue_name=queue_name,
+        queued_only=True,
+        limit=limit,
+        offset=offset,
+        sort_desc=sort_desc,
+    )
+
+
 def list_workflows(
-    runtime: Runtime, flt: ListFilter, load_input: bool = True, load_output: bool = True
+    access: SystemAccess, flt: ListFilter, load_input: bool = True, load_output: bool = True
 ) -> list[WorkflowStatus]:
     """Workflows matching ``flt``; inputs and outputs (with errors) are decoded independently."""
     check_page(flt.limit, flt.offset)
     return [
-        to_status(row, runtime.codec, load_input, load_output=load_output)
-        for row in runtime.store.list_workflows(flt)
+        to_status(row, access.codec, load_input, load_output=load_output)
+        for row in access.store.list_workflows(flt)
     ]
 
 
-def require_row(runtime: Runtime, workflow_id: str) -> WorkflowRow:
-    row = runtime.store.get_workflow(workflow_id)
+def list_steps(access: SystemAccess, workflow_id: str) -> list[StepInfo]:
+    """The recorded steps of a workflow in ``function_id`` order (empty for an unknown ID)."""
+    return [to_step_info(s, access.codec) for s in access.store.list_steps(workflow_id)]
+
+
+def status_of(access: SystemAccess, workflow_id: str) -> WorkflowStatus | None:
+    """The workflow's status, or None for an unknown ID."""
+    row = access.store.get_workflow(workflow_id)
+    return to_status(row, access.codec) if row is not None else None
+
+
+def require_row(access: SystemAccess, workflow_id: str) -> WorkflowRow:
+    row = access.store.get_workflow(workflow_id)
     if row is None:
         raise DBOSNonExistentWorkflowError(f"no workflow with ID {workflow_id!r} exists")
     return row
@@ -148,7 +232,9 @@ def fork(
     runtime: Runtime, workflow_id: str, start_step: int, application_version: str | None
 ) -> str:
     """Start a copy of the workflow that replays steps before ``start_step`` and runs the rest."""
-    new_id = fork_row(runtime, workflow_id, start_step, application_version, None)
+    new_id = fork_row(
+        runtime, workflow_id, start_step, application_version, executor_id=runtime.executor_id
+    )
     row = runtime.store.get_workflow(new_id)
     if row is not None and row.application_version in (None, runtime.app_version):
         runtime.execute_existing(row)
@@ -156,20 +242,23 @@ def fork(
 
 
 def fork_row(
-    runtime: Runtime,
+    access: SystemAccess,
     workflow_id: str,
     start_step: int,
     application_version: str | None,
-    queue_name: str | None,
+    *,
+    queue_name: str | None = None,
+    executor_id: str | None = None,
 ) -> str:
-    """Create the forked workflow: PENDING here, or ENQUEUED on ``queue_name`` for any executor."""
+    """Create the forked workflow: PENDING on ``executor_id``, or ENQUEUED on ``queue_name`` for
+    any executor."""
     if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 1:
         raise DBOSInvalidArgumentError(
             f"start_step must be a step's function_id (an integer >= 1), got {start_step!r}"
         )
-    source = require_row(runtime, workflow_id)
+    source = require_row(access, workflow_id)
     new_id = consume_workflow_id() or str(uuid.uuid4())
-    now = runtime.now_ms()
+    now = access.now_ms()
     queued = queue_name is not None
     new_row = WorkflowRow(
         workflow_uuid=new_id,
@@ -181,7 +270,7 @@ def fork_row(
         assumed_role=source.assumed_role,
         authenticated_roles=source.authenticated_roles,
         inputs=source.inputs,
-        executor_id=None if queued else runtime.executor_id,
+        executor_id=None if queued else executor_id,
         application_version=application_version or source.application_version,
         application_id=source.application_id,
         created_at=now,
@@ -193,7 +282,7 @@ def fork_row(
         deadline_epoch_ms=None if queued else deadline_at(now, source.timeout_ms),
         started_at_epoch_ms=None if queued else now,
     )
-    runtime.store.fork_workflow(source, new_row, start_step)
+    access.store.fork_workflow(source, new_row, start_step)
     return new_id
 
 

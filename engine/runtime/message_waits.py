@@ -12,9 +12,8 @@ import contextlib
 import math
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from engine.error import DBOSWorkflowCancelledError
 from engine.runtime.context import WorkflowContext
@@ -189,28 +188,10 @@ def _hub_for(database: str, schema: str | None) -> WakeupHub:
 
 
 def state(host: Runtime) -> Messaging:
-    """The messaging service of ``host``: a runtime's own, or that of a DBOSClient standing in
-    for a runtime."""
-    owned: Messaging | None = getattr(host, "messaging", None)
-    return owned if owned is not None else _client_messaging(host)
+    """The messaging service of ``host`` (a runtime, or a DBOSClient standing in for one)."""
+    return host.messaging
 
 
-# DBOSClient passes itself as the runtime and owns no Messaging yet: keep one per client for
-# as long as the client lives. The service holds no reference to the client, so the entry
-# goes with it.
-_CLIENTS: weakref.WeakKeyDictionary[Any, Messaging] = weakref.WeakKeyDictionary()
-_CLIENTS_LOCK = threading.Lock()
-
-
-def _client_messaging(client: Any) -> Messaging:
-    with _CLIENTS_LOCK:
-        found = _CLIENTS.get(client)
-        if found is None:
-            found = Messaging(client.store, client.stopping, _check_in_own_runtime)
-            _CLIENTS[client] = found
-        return found
-
-
-def _check_in_own_runtime(ctx: WorkflowContext) -> None:
+def check_in_own_runtime(ctx: WorkflowContext) -> None:
     """A client called inside a workflow: the workflow's own runtime decides if it goes on."""
     ctx.runtime.check_may_continue(ctx)

@@ -19,8 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from engine.queue import registered_queues
-from engine.runtime import messaging
+from engine.runtime.declared_queues import DECLARED, DeclaredQueue
 from engine.runtime.registry import REGISTRY, STEP_WORKFLOW_PREFIX
 from engine.runtime.wakeups import Waiter
 from engine.storage.database import OUTAGE_ERRORS, waiting_out_outages
@@ -29,7 +28,6 @@ from engine.storage.queues import ClaimLimits, QueueStore
 from engine.storage.store import StepRecord, WorkflowRow
 
 if TYPE_CHECKING:
-    from engine.queue import Queue
     from engine.runtime.executor import Runtime
 
 logger = logging.getLogger("keeptime.engine")
@@ -62,7 +60,7 @@ def start(runtime: Runtime) -> None:
     runtime.spawn("keeptime-queues", worker.run)
 
 
-def limits_of(queue: Queue) -> ClaimLimits:
+def limits_of(queue: DeclaredQueue) -> ClaimLimits:
     spec = queue.spec
     return ClaimLimits(
         queue_name=spec.name,
@@ -104,7 +102,7 @@ class QueueWorker:
         if self.runtime.db.is_sqlite:
             yield
             return
-        wakeups = messaging.state(self.runtime)
+        wakeups = self.runtime.messaging
         key = QUEUE_WAKEUP_PREFIX + (self.runtime.db.schema or "")
         with wakeups.hub.watching(key, Waiter(event=self.event)):
             wakeups.ensure_listening()
@@ -141,7 +139,7 @@ class QueueWorker:
     def poll(self, everything: bool = True) -> int:
         """Claim and start what the limits allow; returns how many workflows started."""
         now = self.last_poll = time.monotonic()
-        queues = {q.name: q for q in registered_queues()}
+        queues = {q.name: q for q in DECLARED.all()}
         for name in list(self.due):
             if name not in queues:
                 del self.due[name]
@@ -155,7 +153,7 @@ class QueueWorker:
                 started += self._claim_and_start(queue)
         return started
 
-    def _claim_and_start(self, queue: Queue) -> int:
+    def _claim_and_start(self, queue: DeclaredQueue) -> int:
         result = self.store.claim(
             limits_of(queue),
             self.runtime.executor_id,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.error import DBOSWorkflowFunctionNotFoundError
+from engine.error import DBOSInvalidArgumentError, DBOSWorkflowFunctionNotFoundError
 
 FunctionKind = Literal["workflow", "step", "transaction"]
 #: Names of the one-step workflows that run a started or enqueued bare step.
@@ -143,3 +143,17 @@ def owning_class_name(func: Callable[..., Any]) -> str | None:
         return None
     owner = qualname.rsplit(".", 1)[0]
     return None if owner.endswith("<locals>") else owner
+
+
+def startable_function(func: Callable[..., Any]) -> RegisteredFunction:
+    """The workflow that starting or enqueueing ``func`` runs: its own, or a one-step workflow
+    for a bare step. Raises DBOSInvalidArgumentError for anything else."""
+    fn = getattr(func, "__keeptime_function__", None)
+    if fn is None:
+        fn = getattr(getattr(func, "__func__", None), "__keeptime_function__", None)
+    if not isinstance(fn, RegisteredFunction) or fn.kind == "transaction":
+        raise DBOSInvalidArgumentError(
+            f"{qualified_name(func)!r} is not a workflow or step (decorate it with "
+            "@DBOS.workflow() or @DBOS.step())"
+        )
+    return REGISTRY.step_workflow(fn) if fn.kind == "step" else fn

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from engine.core.catchup import (
     MAX_CATCHUP_HARD_LIMIT,
@@ -32,8 +32,19 @@ from engine.serialization import Codec
 from engine.storage.schedules import Registration, ScheduleRow, ScheduleStore
 from engine.storage.store import SystemStore, WorkflowRow
 
-if TYPE_CHECKING:
-    from engine.client import DBOSClient
+
+class OfflineAccess(Protocol):
+    """What managing schedules without a scheduler needs (a ``DBOSClient`` is one)."""
+
+    @property
+    def store(self) -> SystemStore: ...
+
+    @property
+    def codec(self) -> Codec: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
 
 SOURCE_DECORATOR = "decorator"
 SOURCE_MANAGED = "managed"
@@ -193,7 +204,7 @@ class ScheduleAdmin:
         self.clock = clock
 
     @classmethod
-    def from_client(cls, client: DBOSClient) -> ScheduleAdmin:
+    def from_client(cls, client: OfflineAccess) -> ScheduleAdmin:
         return cls(client.store, client.codec, client.clock)
 
     def now(self) -> datetime:

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from engine.error import DBOSInvalidArgumentError, DBOSNotLaunchedError
+from engine.runtime.current import current_runtime
 from engine.runtime.schedule_admin import (
     ScheduleAdmin,
     ScheduleDefinition,
@@ -41,10 +42,7 @@ __all__ = [
 def get_scheduler(runtime: Runtime | None = None) -> Scheduler:
     """The scheduler of ``runtime`` (by default, of the launched DBOS)."""
     if runtime is None:
-        # Not at the top: a cycle (engine.dbos imports engine.runtime.scheduler, and so this).
-        from engine.dbos import _runtime
-
-        runtime = _runtime()
+        runtime = current_runtime()
     scheduler = runtime.scheduler
     if scheduler is None or runtime.stopping.is_set():
         raise DBOSNotLaunchedError("the scheduler is not running (call DBOS.launch() first)")

@@ -21,7 +21,7 @@ from sqlalchemy import insert
 
 import engine.dbos
 from engine import DBOS, DBOSClient, Debouncer, DebouncerClient, Queue
-from engine.debouncer import _forget_fired, debounce_by_name
+from engine.debouncer import _forget_fired
 from engine.error import DBOSConnectionLostError, DBOSInvalidArgumentError, DBOSStorageError
 from engine.runtime.executor import Runtime
 from engine.runtime.scheduler import get_scheduler
@@ -105,7 +105,8 @@ def test_keys_are_independent(clock: FakeClock) -> None:
 def test_queue_routing_and_by_name(clock: FakeClock) -> None:
     debouncer = Debouncer.create(debounced, queue=debounce_queue)
     handle = debouncer.debounce("q", 1, "queued")
-    same = debounce_by_name("debounced", "q", 1, args=("by-name",), queue_name="ignored")
+    by_name = Debouncer.by_name("debounced", queue_name="ignored")
+    same = by_name.debounce("q", 1, "by-name").workflow_id
     assert same == handle.workflow_id  # joins the open window; its queue stays
     advance(clock, 2)
     assert handle.get_result() == "BY-NAME"
@@ -223,7 +224,8 @@ def test_a_call_waiting_for_a_concurrent_first_call_joins_its_window(clock: Fake
         with runtime.store.db.engine.begin() as other:
             other.execute(insert(workflow_status).values(**held))
             other.execute(insert(debounce_windows).values(**window))
-            second = pool.submit(debounce_by_name, "debounced", "waiting", 10, args=("second",))
+            by_name = Debouncer.by_name("debounced")
+            second = pool.submit(lambda: by_name.debounce("waiting", 10, "second").workflow_id)
             time.sleep(0.5)  # the second call now waits for the uncommitted window
         assert second.result(timeout=30) == "first-call"
     assert open_windows() == 1
@@ -315,10 +317,13 @@ def test_window_survives_a_crash(launch: Callable[..., None], db_url: str, tmp_p
 def test_two_processes_coalesce(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "runs.log"
     log.touch()
-    first = _worker(db_url, log, 2.0, "one", "wait")
+    # The first call's long period keeps the window open however slowly the second process
+    # starts; the second call's own short period then sets the deadline (each call's period
+    # counts from that call).
+    first = _worker(db_url, log, 60.0, "one", "wait")
     assert first.stdout is not None
     first_id = first.stdout.readline().strip()
-    second = _worker(db_url, log, 2.0, "two", "wait")
+    second = _worker(db_url, log, 1.0, "two", "wait")
     out, _ = second.communicate(timeout=60)
     rest, _ = first.communicate(timeout=60)
     second_id, second_result = out.split()
