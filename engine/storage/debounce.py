@@ -90,8 +90,8 @@ class DebounceStore:
         """The whole call as one autocommitted statement; None when the transaction must decide."""
         # Database.write() would cost a BEGIN and a COMMIT round trip more.
         with self.db.autocommit() as conn:
-            cursor = self.db.dialect.execute_on_driver(conn, statement, params)
-            workflow_id, fire_at, done = cursor.fetchone()
+            row = self.db.dialect.first_row_on_driver(conn, statement, params)
+            workflow_id, fire_at, done = row
         return (workflow_id, int(fire_at)) if done else None
 
     def fire(self, namespace: str, key: str, executor_id: str, app_version: str) -> FireOutcome:
@@ -175,16 +175,16 @@ def _debounce_in_transaction(
     dialect: Dialect, conn: Connection, sql: _CallSql, params: dict[str, Any]
 ) -> tuple[str, int]:
     """The call as statements of one transaction: (the window's workflow ID, its deadline)."""
-    execute = dialect.execute_on_driver
-    workflow_id, fire_at = execute(conn, sql.upsert_window, params).fetchone()
+    first_row, rowcount = dialect.first_row_on_driver, dialect.rowcount_on_driver
+    workflow_id, fire_at = first_row(conn, sql.upsert_window, params)
     if workflow_id != params["new_id"]:
         joined = {**params, "workflow_id": workflow_id}
-        if execute(conn, sql.replace_inputs, joined).rowcount:
+        if rowcount(conn, sql.replace_inputs, joined):
             return workflow_id, int(fire_at)
         # Its workflow was cancelled meanwhile: that window is over, open a new one.
-        execute(conn, sql.delete_window, params)
-        workflow_id, fire_at = execute(conn, sql.upsert_window, params).fetchone()
-    execute(conn, sql.insert_held, params)
+        rowcount(conn, sql.delete_window, params)
+        workflow_id, fire_at = first_row(conn, sql.upsert_window, params)
+    rowcount(conn, sql.insert_held, params)
     return workflow_id, int(fire_at)
 
 

@@ -107,7 +107,7 @@ class PostgresDialect(Dialect):
 
     def begin_write(self, conn: Connection) -> None:
         # No SQL: psycopg sends BEGIN with the first statement. SQLAlchemy must know, though, or
-        # its commit() would not commit statements run on the driver (execute_on_driver).
+        # its commit() would not commit statements run on the driver (first_row_on_driver).
         conn.begin()
 
     def begin_read(self, conn: Connection) -> None:
@@ -125,7 +125,7 @@ class PostgresDialect(Dialect):
     def after_failure(
         self, conn: Connection, exc: DBAPIError | DBOSStorageUnavailableError
     ) -> None:
-        pass  # SQLAlchemy (or execute_on_driver) discards lost connections already
+        pass  # SQLAlchemy (or _on_driver) discards lost connections already
 
     def discard_connections(self, conn: Connection, exc: BaseException) -> None:
         # As SQLAlchemy does when it sees a connection lost: the server likely dropped every

@@ -96,11 +96,11 @@ class SqliteDialect(Dialect):
     ) -> tuple[Any, ...] | None:
         # The driver directly: SQLAlchemy's per-statement work (execution context, result
         # object) costs more than the statement. Same SQL text, same errors.
-        row: tuple[Any, ...] | None = self.execute_on_driver(conn, stmt.text, params).fetchone()
+        row: tuple[Any, ...] | None = self.first_row_on_driver(conn, stmt.text, params)
         return row
 
     def rowcount(self, conn: Connection, stmt: TextClause, params: Mapping[str, Any]) -> int:
-        return int(self.execute_on_driver(conn, stmt.text, params).rowcount)
+        return self.rowcount_on_driver(conn, stmt.text, params)
 
     def insert(self, table: Table) -> sqlite.Insert:
         return sqlite.insert(table)

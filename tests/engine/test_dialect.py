@@ -44,14 +44,14 @@ def test_the_dialect_is_chosen_from_the_url(db: Database) -> None:
 def test_statements_on_the_driver_take_named_parameters(db: Database) -> None:
     statement = db.dialect.driver_sql("SELECT :a || :b_c")
     with db.read() as conn:
-        row = db.dialect.execute_on_driver(conn, statement, {"a": "x", "b_c": "y"}).fetchone()
+        row = db.dialect.first_row_on_driver(conn, statement, {"a": "x", "b_c": "y"})
     assert row[0] == "xy"
 
 
 def test_a_driver_error_comes_out_as_from_sqlalchemy(db: Database) -> None:
     statement = db.dialect.driver_sql("SELECT * FROM no_such_table WHERE x = :x")
     with pytest.raises(DBOSStorageError, match="no_such_table") as caught, db.read() as conn:
-        db.dialect.execute_on_driver(conn, statement, {"x": 1})
+        db.dialect.first_row_on_driver(conn, statement, {"x": 1})
     assert isinstance(caught.value.__cause__, DBAPIError)
     assert not isinstance(caught.value, DBOSConnectionLostError)
 
@@ -93,7 +93,7 @@ def test_a_connection_lost_on_the_driver_retires_the_pooled_ones(pg_url: str) ->
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         with pytest.raises(DBOSConnectionLostError), db.autocommit() as conn:
-            db.dialect.execute_on_driver(conn, "SELECT 1", {})
+            db.dialect.first_row_on_driver(conn, "SELECT 1", {})
         # The other pooled connections died with it: each is replaced at checkout, so calls
         # that take them (three at once) succeed instead of finding them dead one by one.
         with db.read() as one, db.read() as two, db.read() as three:
