@@ -98,7 +98,7 @@ def _poll_try(
     ready: Callable[[], bool],
 ) -> Callable[[], WaitTry | None]:
     """The probe of a waiting step after its first try."""
-    if runtime.db.is_sqlite:
+    if runtime.db.dialect.serializes_writers:
         # SQLite serializes writers (a try is a write): look with a read first, which never
         # blocks them. On PostgreSQL a failed try costs the same round trips as a read.
         return lambda: _try_step(runtime, wait, find, False) if ready() else None

@@ -55,7 +55,7 @@ class Messaging:
 
     def ensure_listening(self) -> None:
         """Start the LISTEN thread on first wait (PostgreSQL only)."""
-        if self.listener is not None or self._db.is_sqlite:
+        if self.listener is not None or not self._db.dialect.notifies:
             return
         with self._lock:
             if self.listener is None and not self._stopping.is_set():

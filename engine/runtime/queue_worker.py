@@ -99,7 +99,7 @@ class QueueWorker:
     @contextlib.contextmanager
     def _woken_by_other_processes(self) -> Iterator[None]:
         """On PostgreSQL every enqueue NOTIFYs (a trigger does it); polling stays the backstop."""
-        if self.runtime.db.is_sqlite:
+        if not self.runtime.db.dialect.notifies:
             yield
             return
         wakeups = self.runtime.messaging

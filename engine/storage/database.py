@@ -125,8 +125,6 @@ class Database:
         self.db_url = db_url
         #: Every SQLite/PostgreSQL difference; chosen once, here.
         self.dialect = dialect_for(db_url)
-        #: Kept for callers outside storage; prefer the dialect's named capabilities.
-        self.is_sqlite = db_url.is_sqlite
         self.schema = self.dialect.system_schema(schema)
         if engine is None:
             engine = self.dialect.create_engine(pool_size, dict(engine_kwargs or {}))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Connection, Row, delete, select, update
 
 from engine.core.liveness import ExecutorRecord, ProcessIdentity
 from engine.storage.schema import executors, workflow_status
@@ -64,8 +64,7 @@ class ExecutorStore:
                 stmt = self.db.dialect.insert(executors).values(
                     executor_id=holder.executor_id, **values
                 )
-                result = conn.execute(stmt.on_conflict_do_nothing(index_elements=["executor_id"]))
-                if result.rowcount:
+                if _inserted(conn, stmt):
                     return True
                 # A retried attempt whose first try committed finds its own row.
                 return _holds(conn, holder)
@@ -86,8 +85,7 @@ class ExecutorStore:
             stmt = self.db.dialect.insert(executors).values(
                 executor_id=holder.executor_id, **self._holder_values(holder, now)
             )
-            inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["executor_id"]))
-            return Beat.REINSTATED if inserted.rowcount else Beat.SUPPLANTED
+            return Beat.REINSTATED if _inserted(conn, stmt) else Beat.SUPPLANTED
 
     def take_over(self, dead: ExecutorRecord, me: str, app_version: str) -> list[WorkflowRow]:
         """Move the dead executor's PENDING workflows of our version to us, provided its row is
@@ -170,3 +168,13 @@ def _record(row: Row[Any]) -> ExecutorRecord:
         process_start=row.process_start,
         incarnation=row.incarnation,
     )
+
+
+def _inserted(conn: Connection, stmt: Any) -> bool:
+    """Insert the executor row unless its ID exists; whether this insert made it.
+
+    Judged by the returned row, not ``rowcount``: psycopg reports -1 for an INSERT through
+    SQLAlchemy, which read as a success let two processes claim one free ID at once.
+    """
+    skipped_if_taken = stmt.on_conflict_do_nothing(index_elements=["executor_id"])
+    return conn.execute(skipped_if_taken.returning(ex.executor_id)).first() is not None

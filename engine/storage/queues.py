@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, or_, select, update
 
+from engine.core.admission import ClaimLimits, Usage, claim_budget, earliest, window_frees_at
 from engine.storage.schema import workflow_status
 from engine.storage.store import (
     SystemStore,
@@ -29,34 +30,12 @@ from engine.storage.store import (
     retry_on_connection_loss,
 )
 
+# ClaimLimits and Usage are core's (engine/core/admission.py); importable from here as before.
+__all__ = ["ENQUEUE_ORDER", "ClaimLimits", "ClaimResult", "EnqueueOrder", "QueueStore", "Usage"]
+
 ws = workflow_status.c
 
 _LOCK_PREFIX = "keeptime.queue:"
-
-
-@dataclass(frozen=True)
-class ClaimLimits:
-    queue_name: str
-    concurrency: int | None
-    worker_concurrency: int | None
-    limit: int | None
-    period_ms: int | None
-    partitioned: bool
-    max_batch: int = 100
-
-    @property
-    def has_global_limits(self) -> bool:
-        return self.concurrency is not None or self.limit is not None
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What counts against the limits of one queue (or one partition of it)."""
-
-    pending: int = 0
-    mine: int = 0
-    recent_starts: int = 0
-    oldest_recent_start: int | None = None
 
 
 @dataclass
@@ -137,10 +116,10 @@ class QueueStore:
             usage = self._usage(conn, limits, executor_id, now)
             for partition in self._partitions(conn, limits):
                 part_usage = usage.get(partition, Usage())
-                budget = _budget(limits, part_usage)
+                budget = claim_budget(limits, part_usage)
                 if budget <= 0:
-                    result.retry_at_ms = _earliest(
-                        result.retry_at_ms, _window_frees_at(limits, part_usage)
+                    result.retry_at_ms = earliest(
+                        result.retry_at_ms, window_frees_at(limits, part_usage)
                     )
                     continue
                 result.rows.extend(
@@ -295,32 +274,3 @@ class _Claimant:
     runnable: Sequence[str]
     skip: Sequence[str]
     now: int
-
-
-def _budget(limits: ClaimLimits, usage: Usage) -> int:
-    budget = limits.max_batch
-    if limits.limit is not None:
-        budget = min(budget, limits.limit - usage.recent_starts)
-    if limits.concurrency is not None:
-        budget = min(budget, limits.concurrency - usage.pending)
-    if limits.worker_concurrency is not None:
-        budget = min(budget, limits.worker_concurrency - usage.mine)
-    return budget
-
-
-def _window_frees_at(limits: ClaimLimits, usage: Usage) -> int | None:
-    """When the oldest start leaves the rate-limit window, if the limiter is what blocks."""
-    if limits.limit is None or limits.period_ms is None or usage.oldest_recent_start is None:
-        return None
-    if usage.recent_starts < limits.limit:
-        return None
-    # The window is inclusive of its start, so the slot is free one millisecond after.
-    return usage.oldest_recent_start + limits.period_ms + 1
-
-
-def _earliest(a: int | None, b: int | None) -> int | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)

@@ -31,12 +31,12 @@ def db(db_url: str) -> Iterator[Database]:
 def test_the_dialect_is_chosen_from_the_url(db: Database) -> None:
     dialect = db.dialect
     if isinstance(dialect, SqliteDialect):
-        assert db.is_sqlite and db.schema is None
+        assert db.schema is None
         assert dialect.serializes_writers and not dialect.notifies
         assert not dialect.batches_with_arrays and not dialect.writes_in_one_statement
     else:
         assert isinstance(dialect, PostgresDialect)
-        assert not db.is_sqlite and db.schema == "dbos"
+        assert db.schema == "dbos"
         assert dialect.notifies and not dialect.serializes_writers
         assert dialect.batches_with_arrays and dialect.writes_in_one_statement
 

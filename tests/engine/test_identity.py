@@ -30,6 +30,7 @@ from engine.storage.schema import (
     EXECUTOR_PROCESS_COLUMNS,
     SCHEMA_VERSION,
     executors,
+    quoted_name,
     schema_version,
 )
 
@@ -297,7 +298,7 @@ def test_a_version_2_database_gains_the_executor_process_columns(
     """An upgrade keeps old executor rows (judged by heartbeat alone) and their work."""
     DBOSClient(system_database_url=db_url).destroy()  # creates the current schema
     db = Database(parse_database_url(db_url))
-    table = '"executors"' if db.is_sqlite else '"dbos"."executors"'
+    table = quoted_name(executors, db.schema)
     try:
         with db.write() as conn:
             for column in EXECUTOR_PROCESS_COLUMNS:

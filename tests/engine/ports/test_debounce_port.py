@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from concurrent.futures import ThreadPoolExecutor
 
+from engine.core.debounce import next_fire_at
 from engine.storage.debounce import DEBOUNCE_HOLD_QUEUE, DebounceCall, FireOutcome, Window
 from engine.storage.ports import DebouncePort, WorkflowPort
 from engine.storage.store import WorkflowRow
@@ -166,3 +168,22 @@ def test_concurrent_first_calls_share_one_window(
     assert len({w.workflow_id for w in windows}) == 1, windows
     created = [w for w in new_ids if workflows.get_workflow(w) is not None]
     assert created == [windows[0].workflow_id], "one held workflow per window"
+
+
+def test_stored_deadlines_follow_the_core_rule(debounces: DebouncePort, clock: FakeClock) -> None:
+    """The SQL upsert computes a joined window's deadline itself (one statement, no read first);
+    it must agree with engine.core.debounce.next_fire_at for every call."""
+    rng = random.Random(15)
+    max_wait_ms = 5_000
+    opened: int | None = None
+    for call in range(30):
+        period_ms = rng.choice([1, 250, 1_000, 4_000, 9_000])
+        now = clock.advance(rng.randrange(0, 400))
+        opened = now if opened is None else opened
+        if now >= opened + max_wait_ms:
+            break  # the window is due: a call from here may find it fired (another test's case)
+        window = debounces.debounce(
+            DebounceCall("ns", "k", period_ms, max_wait_ms, None, "wf", f"[{call}]", f"w{call}")
+        )
+        assert window.fire_at_ms == next_fire_at(now, period_ms, opened + max_wait_ms), call
+    assert call > 10, "the calls covered a good part of the window"

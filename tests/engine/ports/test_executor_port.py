@@ -4,24 +4,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from engine.core.liveness import ExecutorRecord, ProcessIdentity
 from engine.storage.executors import Beat, Holder
 from engine.storage.ports import ExecutorPort, WorkflowPort
 from tests.engine.ports.support import FakeClock, workflow_row
-
-
-@pytest.fixture()
-def insert_rowcount_bug_on_postgres(request: pytest.FixtureRequest, db_url: str) -> None:
-    """ExecutorStore.claim (with ``seen=None``) and heartbeat judge their
-    ``INSERT ... ON CONFLICT DO NOTHING`` by ``rowcount``, which SQLAlchemy reports as -1 for
-    Core inserts on psycopg: a claim of a taken ID wins, and a supplanted beat says REINSTATED.
-    Strict: these tests fail loudly once the store is fixed (then drop this fixture)."""
-    if not db_url.startswith("sqlite"):
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="executors: insert rowcount is -1 on psycopg")
-        )
 
 
 def _holder(executor_id: str, incarnation: str, pid: int = 100) -> Holder:
@@ -35,7 +21,6 @@ def _record(executors: ExecutorPort, executor_id: str) -> ExecutorRecord:
     return record
 
 
-@pytest.mark.usefixtures("insert_rowcount_bug_on_postgres")
 def test_a_free_id_is_claimed_once(executors: ExecutorPort, clock: FakeClock) -> None:
     assert executors.read("e1") is None
     assert executors.claim(_holder("e1", "inc-1"), None)
@@ -47,7 +32,6 @@ def test_a_free_id_is_claimed_once(executors: ExecutorPort, clock: FakeClock) ->
     assert executors.claim(_holder("e1", "inc-1"), None), "a repeat of the winning claim wins"
 
 
-@pytest.mark.usefixtures("insert_rowcount_bug_on_postgres")
 def test_of_concurrent_claims_exactly_one_wins(executors: ExecutorPort) -> None:
     holders = [_holder("e1", f"inc-{i}", pid=i) for i in range(4)]
     with ThreadPoolExecutor(4) as pool:
@@ -57,7 +41,6 @@ def test_of_concurrent_claims_exactly_one_wins(executors: ExecutorPort) -> None:
     assert _record(executors, "e1").incarnation == winner.incarnation
 
 
-@pytest.mark.usefixtures("insert_rowcount_bug_on_postgres")
 def test_a_claim_needs_the_row_as_it_was_seen(executors: ExecutorPort, clock: FakeClock) -> None:
     old = _holder("e1", "inc-1")
     executors.claim(old, None)
