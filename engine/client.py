@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Generator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import Engine
 
@@ -27,7 +27,7 @@ from engine.storage.migrations import migrate_system_database
 from engine.storage.store import SystemStore, WorkflowRow
 
 if TYPE_CHECKING:
-    from engine.runtime.executor import Runtime
+    pass
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -94,10 +94,6 @@ class DBOSClient:
         """Close the client's database connections and end its waits."""
         self.stopping.set()
         self.db.dispose()
-
-    # The message/result helpers only need store, codec, stopping and now_ms.
-    def _as_runtime(self) -> Runtime:
-        return cast("Runtime", self)
 
     def wait_result(self, workflow_id: str, timeout: float | None = None) -> Any:
         """Block until the workflow ends and return its result or raise its error (what the client's
@@ -183,20 +179,20 @@ class DBOSClient:
         With ``idempotency_key`` the message is sent exactly once per key.
         """
         if idempotency_key is None:
-            messaging.send(self._as_runtime(), destination_id, message, topic)
+            messaging.send(self, destination_id, message, topic)
             return
         with SetWorkflowID(idempotency_key):
-            messaging.send(self._as_runtime(), destination_id, message, topic)
+            messaging.send(self, destination_id, message, topic)
 
     def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
         """The latest value of event ``key`` of workflow ``workflow_id``, waiting up to
         ``timeout_seconds``; None on timeout."""
-        return messaging.get_event(self._as_runtime(), workflow_id, key, timeout_seconds)
+        return messaging.get_event(self, workflow_id, key, timeout_seconds)
 
     def read_stream(self, workflow_id: str, key: str) -> Generator[Any, Any, None]:
         """Yield the values of stream ``key`` of workflow ``workflow_id`` until it is closed or the
         workflow ends (see ``DBOS.read_stream``)."""
-        return messaging.read_stream(self._as_runtime(), workflow_id, key)
+        return messaging.read_stream(self, workflow_id, key)
 
     # -- management --------------------------------------------------------------------------------
 

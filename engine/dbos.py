@@ -164,6 +164,11 @@ class DBOS(MessagingMethods, ManagementMethods, metaclass=_DBOSMeta):
         # recovery must not start them a second time.
         runtime.recover_pending()
         hooks.after_launch(runtime)
+        if runtime.config.run_admin_server:
+            # Imported only when asked for: the HTTP stack is the heaviest import of the engine.
+            from engine.admin import start_embedded
+
+            start_embedded(runtime)
         # Everything alive now (modules, registrations, schedules) lives as long as the process.
         # Frozen, the cyclic GC stops rescanning it: a full collection of a process with a
         # thousand schedules otherwise pauses every thread for ~30 ms every few seconds, which

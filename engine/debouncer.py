@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     from engine.client import DBOSClient
     from engine.queue import Queue
     from engine.runtime.executor import Runtime
-    from engine.runtime.scheduler import Scheduler
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -81,39 +79,11 @@ def _debounce_here(runtime: Runtime, **call: Any) -> str:
     return window.workflow_id
 
 
-# The deadline of the timer this process last armed for each window (by its workflow ID), per
-# scheduler. A call that moves the deadline later needs no timer of its own while that one is still
-# pending: when it fires early, the scheduler re-arms it at the stored deadline. Without this, every
-# call on a hot key would add a timer, and each would cost a write transaction when it fires.
-_ARMED: weakref.WeakKeyDictionary[Scheduler, dict[str, int]] = weakref.WeakKeyDictionary()
-_ARMED_LIMIT = 10_000
-
-
 def _arm_timer(runtime: Runtime, window: Window) -> None:
     """Have the local scheduler fire ``window`` at its deadline (called after the commit)."""
-    scheduler = get_scheduler(runtime)
-    armed = _ARMED.get(scheduler)
-    if armed is None:
-        armed = _ARMED.setdefault(scheduler, {})
-    now = runtime.now_ms()
-    pending = armed.get(window.workflow_id)
-    # A timer due at or before ``now`` may have fired already, and been re-armed for a deadline
-    # later than this call's (a shorter period than the last call's): it does not count.
-    if pending is not None and now < pending <= window.fire_at_ms:
-        return
-    scheduler.debounce_timer(window.namespace, window.key, window.fire_at_ms)
-    if len(armed) >= _ARMED_LIMIT:
-        _forget_fired(armed, now)
-    armed[window.workflow_id] = window.fire_at_ms
-
-
-def _forget_fired(armed: dict[str, int], now_ms: int) -> None:
-    """Drop the timers that already fired; forgetting one only costs a redundant timer later."""
-    for workflow_id, at in list(armed.items()):
-        if at <= now_ms:
-            armed.pop(workflow_id, None)
-    if len(armed) >= _ARMED_LIMIT:
-        armed.clear()
+    get_scheduler(runtime).debounce_timers.arm(
+        window.namespace, window.key, window.workflow_id, window.fire_at_ms, runtime.now_ms()
+    )
 
 
 class Debouncer(Generic[P, R]):

@@ -12,6 +12,7 @@ from engine.runtime import queue_worker
 from engine.runtime.context import start_options
 from engine.runtime.current import current_runtime
 from engine.runtime.declared_queues import DECLARED, QueueSpec
+from engine.runtime.internal_queue import INTERNAL_QUEUE_NAME
 from engine.runtime.registry import startable_function
 from engine.runtime.starting import QueuePlacement, split_call
 
@@ -170,3 +171,7 @@ def _check_positive_number(name: str, label: str, value: Any) -> None:
         raise DBOSInvalidArgumentError(
             f"queue {name!r}: {label} must be a number of seconds > 0, got {value!r}"
         )
+
+
+#: Declared with the facade, so every process that can run workflows serves it.
+INTERNAL_QUEUE = Queue(INTERNAL_QUEUE_NAME)

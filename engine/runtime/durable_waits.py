@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 
 from engine.runtime.context import WorkflowContext
-from engine.runtime.message_waits import state
 from engine.runtime.steps import Replayed, replay_or_check
 from engine.storage.messages import WaitTry
 from engine.storage.store import StepRecord
@@ -67,7 +66,7 @@ def _try_step(
             new_deadline_ms = runtime.now_ms() + int(wait.timeout * 1000)
             encoded = runtime.codec.encode(new_deadline_ms, "a wait's deadline")
             deadline = StepRecord(wait.deadline_id, DEADLINE_STEP, encoded, None, None)
-    store = state(runtime).store
+    store = runtime.messaging.store
     tried = store.try_wait_step(
         wait.ctx.workflow_id, wait.function_id, wait.name, find, final=final, deadline=deadline
     )
@@ -116,7 +115,7 @@ def wait_durably(
 
     ``key`` is the wake-up key; ``ready`` a read-only check that ``find`` would find something.
     """
-    m = state(runtime)
+    m = runtime.messaging
     with m.watching(key) as waiter:
         tried = _try_step(runtime, wait, find, final=wait.timeout <= 0)
         if tried is None:
@@ -137,7 +136,7 @@ async def wait_durably_async(
     ready: Callable[[], bool],
 ) -> Any:
     """``wait_durably`` for coroutines: database calls in threads, waits on the event loop."""
-    m = state(runtime)
+    m = runtime.messaging
     with m.watching(key, asyncio.get_running_loop()) as waiter:
         first = wait.timeout <= 0
         tried = await asyncio.to_thread(_try_step, runtime, wait, find, first)

@@ -61,8 +61,13 @@ EXCLUSIVE_ROWS = 1000
 
 
 class Runtime:
-    """One launched DBOS instance: runs workflows and steps, and owns the services of the process
-    (the store, messaging, the watcher; the queue worker and scheduler once started)."""
+    """The engine object of one launched DBOS: runs workflows and steps, and owns every service
+    of the process, passed explicitly to whatever needs it: the clock (``clock``, ``now_ms``),
+    the store (``db``, ``store``, ``executors``), the completion group (``completions``), the
+    message hub (``messaging``), the watcher (``watcher``), and once started the queue worker
+    (``queue_worker``) and the scheduler (``scheduler``, with its debounce timers). ``DBOS`` is a
+    facade over the launched one (``engine.runtime.current``); ``DBOSClient`` is the offline
+    subset (store, codec, clock, messaging) and runs nothing."""
 
     def __init__(self, config: ResolvedConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config

@@ -14,14 +14,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def after_launch(runtime: Runtime) -> None:
+    """Start the queue worker and the scheduler of a launched runtime."""
     queue_worker.start(runtime)
     scheduler.start(runtime)
-    if runtime.config.run_admin_server:
-        # Imported only when asked for: the HTTP stack is the heaviest import of the engine.
-        from engine.admin import start_embedded
-
-        start_embedded(runtime)
 
 
 def scheduled_decorator(cron: str) -> Callable[[F], F]:
+    """``@DBOS.scheduled``'s decorator."""
     return scheduled.scheduled_decorator(cron)

@@ -1,8 +1,8 @@
-"""The queue every executor serves: work handed over by DBOSClient (resume, fork)."""
+"""The queue every executor serves: work handed over by DBOSClient (resume, fork).
+
+``engine.queue`` declares it (a ``Queue`` like any other); the runtime only needs its name.
+"""
 
 from __future__ import annotations
 
-from engine.queue import Queue
-
 INTERNAL_QUEUE_NAME = "_keeptime_internal"
-INTERNAL_QUEUE = Queue(INTERNAL_QUEUE_NAME)

@@ -12,8 +12,8 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, TypeVar
 
 from engine.error import DBOSWorkflowCancelledError
 from engine.runtime.context import WorkflowContext
@@ -21,9 +21,6 @@ from engine.runtime.wakeups import Backoff, PgListener, Waiter, WakeupHub
 from engine.storage.database import OUTAGE_ERRORS, waiting_out_outages
 from engine.storage.messages import MessageStore
 from engine.storage.store import SystemStore
-
-if TYPE_CHECKING:
-    from engine.runtime.executor import Runtime
 
 T = TypeVar("T")
 #: Starts a named background thread (``Runtime.spawn``, which joins it at shutdown).
@@ -121,20 +118,18 @@ class Messaging:
         probed: bool = False,
     ) -> T | None:
         """``wait_for`` with a registered ``waiter``; ``probed``: the caller has probed since."""
-        backoff = Backoff(timeout)
-        while True:
-            if probed:
-                pause = backoff.next_pause()
-                if pause is None:
-                    return None
-                waiter.wait(pause)
-            probed = True
-            if self._check_interrupted(ctx):
-                return None
-            waiter.clear()
-            found = probe()
-            if found is not None:
-                return found
+        loop = self._probing(waiter, timeout, ctx, probed)
+        try:
+            request = next(loop)
+            while True:
+                if request is None:
+                    request = loop.send(probe())
+                else:
+                    waiter.wait(request)
+                    request = loop.send(None)
+        except StopIteration as done:
+            found: T | None = done.value
+            return found
 
     async def wait_for_async(
         self, key: str, probe: Callable[[], T | None], timeout: float, ctx: WorkflowContext | None
@@ -160,19 +155,39 @@ class Messaging:
         *,
         probed: bool = False,
     ) -> T | None:
-        """``keep_probing`` for coroutines."""
+        """``keep_probing`` for coroutines: the same loop, waiting on the event loop and probing in
+        a thread."""
+        loop = self._probing(waiter, timeout, ctx, probed)
+        try:
+            request = next(loop)
+            while True:
+                if request is None:
+                    request = loop.send(await asyncio.to_thread(probe))
+                else:
+                    await waiter.wait_async(request)
+                    request = loop.send(None)
+        except StopIteration as done:
+            found: T | None = done.value
+            return found
+
+    def _probing(
+        self, waiter: Waiter, timeout: float, ctx: WorkflowContext | None, probed: bool
+    ) -> Generator[float | None, Any, Any]:
+        """The one logic of a wait, for the sync and the async driver: it yields a pause (seconds
+        to wait for a wake-up) or None (probe now, and send the result back), and returns what a
+        probe found, or None when the wait is over."""
         backoff = Backoff(timeout)
         while True:
             if probed:
                 pause = backoff.next_pause()
                 if pause is None:
                     return None
-                await waiter.wait_async(pause)
+                yield pause
             probed = True
             if self._check_interrupted(ctx):
                 return None
             waiter.clear()
-            found = await asyncio.to_thread(probe)
+            found = yield None
             if found is not None:
                 return found
 
@@ -185,11 +200,6 @@ def _hub_for(database: str, schema: str | None) -> WakeupHub:
     # One hub per database in the process: a DBOSClient and the runtime wake each other directly.
     with _HUBS_LOCK:
         return _HUBS.setdefault((database, schema), WakeupHub())
-
-
-def state(host: Runtime) -> Messaging:
-    """The messaging service of ``host`` (a runtime, or a DBOSClient standing in for one)."""
-    return host.messaging
 
 
 def check_in_own_runtime(ctx: WorkflowContext) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Connection
 
@@ -27,16 +28,36 @@ from engine.runtime.durable_waits import (
     wait_durably,
     wait_durably_async,
 )
-from engine.runtime.message_waits import Messaging, state
+from engine.runtime.message_waits import Messaging
 from engine.runtime.steps import replay_or_check
+from engine.serialization import Codec
 from engine.storage.database import waiting_out_outages
-from engine.storage.store import TERMINAL_STATUSES, StepRecord
+from engine.storage.store import TERMINAL_STATUSES, StepRecord, SystemStore
 
 if TYPE_CHECKING:
     from engine.runtime.executor import Runtime
 
+
+class MessagingHost(Protocol):
+    """What sending, reading events and reading streams need outside a workflow: a launched
+    runtime, or a ``DBOSClient``. Inside a workflow, the workflow's own runtime checkpoints."""
+
+    @property
+    def store(self) -> SystemStore: ...
+
+    @property
+    def codec(self) -> Codec: ...
+
+    @property
+    def messaging(self) -> Messaging: ...
+
+    @property
+    def stopping(self) -> threading.Event: ...
+
+
 T = TypeVar("T")
 P = ParamSpec("P")
+H = TypeVar("H", bound=MessagingHost)
 MAX_TIMEOUT_SECONDS = 10 * 365 * 24 * 3600  # keeps durable deadlines in range
 
 __all__ = [
@@ -51,7 +72,6 @@ __all__ = [
     "recv_async",
     "send",
     "set_event",
-    "state",
     "write_stream",
 ]
 
@@ -81,14 +101,14 @@ def _check_timeout(timeout_seconds: Any) -> float:
 
 
 def _pausing_in_workflows(
-    operation: Callable[Concatenate[Runtime, P], T],
-) -> Callable[Concatenate[Runtime, P], T]:
+    operation: Callable[Concatenate[H, P], T],
+) -> Callable[Concatenate[H, P], T]:
     """Called from a workflow (or its step), the operation's storage calls wait out database
     outages until shutdown, so an outage pauses the workflow instead of failing it. Called from
     plain code, they keep their bounded retry."""
 
     @functools.wraps(operation)
-    def pausing(runtime: Runtime, /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def pausing(runtime: H, /, *args: P.args, **kwargs: P.kwargs) -> T:
         if current_workflow() is None:
             return operation(runtime, *args, **kwargs)
         with waiting_out_outages(runtime.stopping):
@@ -98,12 +118,12 @@ def _pausing_in_workflows(
 
 
 def _pausing_in_workflows_async(
-    operation: Callable[Concatenate[Runtime, P], Awaitable[T]],
-) -> Callable[Concatenate[Runtime, P], Coroutine[Any, Any, T]]:
+    operation: Callable[Concatenate[H, P], Awaitable[T]],
+) -> Callable[Concatenate[H, P], Coroutine[Any, Any, T]]:
     """``_pausing_in_workflows`` for coroutines (``asyncio.to_thread`` carries the setting)."""
 
     @functools.wraps(operation)
-    async def pausing(runtime: Runtime, /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def pausing(runtime: H, /, *args: P.args, **kwargs: P.kwargs) -> T:
         if current_workflow() is None:
             return await operation(runtime, *args, **kwargs)
         with waiting_out_outages(runtime.stopping):
@@ -121,17 +141,18 @@ def _workflow_step(ctx: WorkflowContext | None) -> WorkflowContext | None:
 
 
 @_pausing_in_workflows
-def send(runtime: Runtime, destination_id: str, message: Any, topic: str | None) -> None:
+def send(host: MessagingHost, destination_id: str, message: Any, topic: str | None) -> None:
     """Queue ``message`` for ``destination_id``: exactly once from a workflow or with an ID."""
     _check_str(destination_id, "destination_id")
     _check_str(topic, "topic", allow_none=True)
-    m = state(runtime)
-    encoded = runtime.codec.encode(message, f"the message to workflow {destination_id!r}")
+    m = host.messaging
+    encoded = host.codec.encode(message, f"the message to workflow {destination_id!r}")
     ctx = _workflow_step(current_workflow())
     if ctx is None:
         if not m.store.send_now(destination_id, topic, encoded, consume_workflow_id()):
             return  # this idempotency key was used before
     else:
+        runtime: Runtime = ctx.runtime  # the workflow's own runtime checkpoints
         fid = ctx.take_function_id()
         replayed = replay_or_check(runtime, ctx, fid, "DBOS.send")
         if replayed is not None:
@@ -172,7 +193,7 @@ def _recv_parts(
     runtime: Runtime, wait: DurableWait, topic: str | None
 ) -> tuple[str, Callable[[Connection], str | None], Callable[[], bool]]:
     """The wake-up key, the take and the read-only check of a recv."""
-    store = state(runtime).store
+    store = runtime.messaging.store
     workflow_id = wait.ctx.workflow_id
     return (
         store.message_key(workflow_id, topic),
@@ -208,7 +229,7 @@ async def recv_async(
 def set_event(runtime: Runtime, ctx: WorkflowContext, key: str, value: Any) -> None:
     """Publish ``key`` = ``value`` for this workflow; the latest value wins."""
     _check_str(key, "event key")
-    m = state(runtime)
+    m = runtime.messaging
     encoded = runtime.codec.encode(value, f"the value of event {key!r}")
     if ctx.in_step:
         m.store.set_event_now(ctx.workflow_id, key, encoded)
@@ -234,33 +255,31 @@ class _EventRead:
     durable: DurableWait | None  # set inside a workflow, whose step records the value
 
 
-def _begin_get_event(
-    runtime: Runtime, workflow_id: str, key: str, timeout_seconds: Any
-) -> _EventRead:
+def _begin_get_event(workflow_id: str, key: str, timeout_seconds: Any) -> _EventRead:
     _check_str(workflow_id, "workflow_id")
     _check_str(key, "event key")
     timeout = _check_timeout(timeout_seconds)
     ctx = _workflow_step(current_workflow())
     durable = None
     if ctx is not None:
-        durable = begin_durable_wait(runtime, ctx, "DBOS.getEvent", timeout)
+        durable = begin_durable_wait(ctx.runtime, ctx, "DBOS.getEvent", timeout)
     return _EventRead(workflow_id, key, timeout, durable)
 
 
-def _event_probe(runtime: Runtime, read: _EventRead) -> Callable[[], str | None]:
-    store = state(runtime).store
+def _event_probe(host: MessagingHost, read: _EventRead) -> Callable[[], str | None]:
+    store = host.messaging.store
     return lambda: store.get_event(read.workflow_id, read.key)
 
 
-def _decode_event(runtime: Runtime, read: _EventRead, found: str | None) -> Any:
-    return runtime.codec.decode(found, f"event {read.key!r} of workflow {read.workflow_id!r}")
+def _decode_event(host: MessagingHost, read: _EventRead, found: str | None) -> Any:
+    return host.codec.decode(found, f"event {read.key!r} of workflow {read.workflow_id!r}")
 
 
 def _event_parts(
     runtime: Runtime, read: _EventRead
 ) -> tuple[str, Callable[[Connection], str | None], Callable[[], bool]]:
     """The wake-up key, the in-transaction read and the read-only check of a get_event."""
-    store = state(runtime).store
+    store = runtime.messaging.store
     return (
         store.event_key(read.workflow_id, read.key),
         lambda conn: store.event_in(conn, read.workflow_id, read.key),
@@ -269,35 +288,37 @@ def _event_parts(
 
 
 @_pausing_in_workflows
-def get_event(runtime: Runtime, workflow_id: str, key: str, timeout_seconds: float) -> Any:
+def get_event(host: MessagingHost, workflow_id: str, key: str, timeout_seconds: float) -> Any:
     """The latest value of an event, waiting up to ``timeout_seconds`` for it; None on timeout."""
-    read = _begin_get_event(runtime, workflow_id, key, timeout_seconds)
+    read = _begin_get_event(workflow_id, key, timeout_seconds)
     wait = read.durable
     if wait is None:
-        m = state(runtime)
+        m = host.messaging
         wake_key = m.store.event_key(workflow_id, key)
-        found = m.wait_for(wake_key, _event_probe(runtime, read), read.timeout, current_workflow())
-        return _decode_event(runtime, read, found)
+        found = m.wait_for(wake_key, _event_probe(host, read), read.timeout, current_workflow())
+        return _decode_event(host, read, found)
     if wait.replayed is not None:
         return wait.replayed.value()
+    runtime: Runtime = wait.ctx.runtime
     return wait_durably(runtime, wait, *_event_parts(runtime, read))
 
 
 @_pausing_in_workflows_async
 async def get_event_async(
-    runtime: Runtime, workflow_id: str, key: str, timeout_seconds: float
+    host: MessagingHost, workflow_id: str, key: str, timeout_seconds: float
 ) -> Any:
     """``get_event`` for coroutines."""
-    read = await asyncio.to_thread(_begin_get_event, runtime, workflow_id, key, timeout_seconds)
+    read = await asyncio.to_thread(_begin_get_event, workflow_id, key, timeout_seconds)
     wait = read.durable
     if wait is None:
-        m = state(runtime)
+        m = host.messaging
         wake_key = m.store.event_key(workflow_id, key)
-        probe = _event_probe(runtime, read)
+        probe = _event_probe(host, read)
         found = await m.wait_for_async(wake_key, probe, read.timeout, current_workflow())
-        return _decode_event(runtime, read, found)
+        return _decode_event(host, read, found)
     if wait.replayed is not None:
         return wait.replayed.value()
+    runtime: Runtime = wait.ctx.runtime
     return await wait_durably_async(runtime, wait, *_event_parts(runtime, read))
 
 
@@ -305,7 +326,7 @@ async def get_event_async(
 def get_all_events(runtime: Runtime, workflow_id: str) -> dict[str, Any]:
     """The latest value of every event the workflow published."""
     _check_str(workflow_id, "workflow_id")
-    raw = state(runtime).store.all_events(workflow_id)
+    raw = runtime.messaging.store.all_events(workflow_id)
     return {
         k: runtime.codec.decode(v, f"event {k!r} of workflow {workflow_id!r}")
         for k, v in raw.items()
@@ -329,7 +350,7 @@ def close_stream(runtime: Runtime, ctx: WorkflowContext, key: str) -> None:
 
 def _append(runtime: Runtime, ctx: WorkflowContext, key: str, value: Any, closed: bool) -> None:
     _check_str(key, "stream key")
-    m = state(runtime)
+    m = runtime.messaging
     encoded = None if closed else runtime.codec.encode(value, f"a value for stream {key!r}")
     name = "DBOS.closeStream" if closed else "DBOS.writeStream"
     if ctx.in_step:
@@ -357,11 +378,11 @@ class _Batch:
 class _StreamCursor:
     """Where a reader is in a stream; ``poll`` returns what is new, or None when nothing is."""
 
-    def __init__(self, runtime: Runtime, workflow_id: str, key: str) -> None:
+    def __init__(self, host: MessagingHost, workflow_id: str, key: str) -> None:
         _check_str(workflow_id, "workflow_id")
         _check_str(key, "stream key")
-        self.runtime = runtime
-        self.store = state(runtime).store
+        self.host = host
+        self.store = host.messaging.store
         self.workflow_id = workflow_id
         self.key = key
         self.wake_key = self.store.stream_key(workflow_id, key)
@@ -371,7 +392,7 @@ class _StreamCursor:
         batch = self._read()
         if batch.values or batch.ended:
             return batch
-        outcome = self.runtime.store.get_outcome(self.workflow_id)
+        outcome = self.host.store.get_outcome(self.workflow_id)
         if outcome is not None and outcome[0] not in TERMINAL_STATUSES:
             return None
         # The workflow ended (or never existed): the stream is closed after what it wrote.
@@ -390,19 +411,19 @@ class _StreamCursor:
         return _Batch(values, False)
 
     def decode(self, value: str | None) -> Any:
-        return self.runtime.codec.decode(
+        return self.host.codec.decode(
             value, f"a value of stream {self.key!r} of workflow {self.workflow_id!r}"
         )
 
 
-def read_stream(runtime: Runtime, workflow_id: str, key: str) -> Generator[Any, Any, None]:
+def read_stream(host: MessagingHost, workflow_id: str, key: str) -> Generator[Any, Any, None]:
     """Yield the stream's values in order until it is closed or its workflow has ended."""
-    cursor = _StreamCursor(runtime, workflow_id, key)  # validates now, not at the first next()
+    cursor = _StreamCursor(host, workflow_id, key)  # validates now, not at the first next()
     return _read_stream(cursor)
 
 
 def _read_stream(cursor: _StreamCursor) -> Generator[Any, Any, None]:
-    m = state(cursor.runtime)
+    m = cursor.host.messaging
     while True:
         batch = m.wait_for(cursor.wake_key, cursor.poll, math.inf, None)
         if batch is None:  # shutting down
@@ -414,11 +435,11 @@ def _read_stream(cursor: _StreamCursor) -> Generator[Any, Any, None]:
 
 
 async def read_stream_async(
-    runtime: Runtime, workflow_id: str, key: str
+    host: MessagingHost, workflow_id: str, key: str
 ) -> AsyncGenerator[Any, None]:
     """``read_stream`` for coroutines."""
-    cursor = _StreamCursor(runtime, workflow_id, key)
-    m = state(runtime)
+    cursor = _StreamCursor(host, workflow_id, key)
+    m = host.messaging
     while True:
         batch = await m.wait_for_async(cursor.wake_key, cursor.poll, math.inf, None)
         if batch is None:

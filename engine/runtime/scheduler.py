@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from engine.core.catchup import CatchupPlan, OverlapPolicy, fell_behind, plan_catchup
 from engine.core.cron import deterministic_jitter
 from engine.error import DBOSInvalidArgumentError
+from engine.runtime.debounce_timers import DebounceTimers
 from engine.runtime.schedule_admin import (
     SOURCE_DECORATOR,
     SOURCE_MANAGED,
@@ -131,6 +132,7 @@ class Scheduler:
         self.runtime = runtime
         self.schedules = ScheduleStore(runtime.store)
         self.debounces = DebounceStore(runtime.store)
+        self.debounce_timers = DebounceTimers(self.debounce_timer)
         self.admin = ScheduleAdmin(runtime.store, runtime.codec, runtime.clock)
         self._lock = threading.Lock()
         self._wake = threading.Event()

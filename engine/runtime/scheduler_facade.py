@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from engine.error import DBOSInvalidArgumentError, DBOSNotLaunchedError
 from engine.runtime.current import current_runtime
 from engine.runtime.schedule_admin import (
+    OfflineAccess,
     ScheduleAdmin,
     ScheduleDefinition,
     ScheduleState,
@@ -20,7 +21,6 @@ from engine.runtime.schedule_admin import (
 from engine.runtime.tick_firing import now_utc, wake_queues
 
 if TYPE_CHECKING:
-    from engine.client import DBOSClient
     from engine.runtime.executor import Runtime
     from engine.runtime.scheduler import Scheduler
 
@@ -87,11 +87,11 @@ def delete_schedule(name: str) -> None:
     scheduler.set_managed([d for d in current if d.name != name])
 
 
-def _admin(client: DBOSClient | None) -> ScheduleAdmin:
+def _admin(client: OfflineAccess | None) -> ScheduleAdmin:
     return ScheduleAdmin.from_client(client) if client is not None else get_scheduler().admin
 
 
-def pause_schedule(name: str, *, client: DBOSClient | None = None) -> None:
+def pause_schedule(name: str, *, client: OfflineAccess | None = None) -> None:
     """Durably pause a schedule: its ticks are skipped until it is resumed.
 
     With ``client``, works on that client's database without a running scheduler (the running
@@ -100,12 +100,12 @@ def pause_schedule(name: str, *, client: DBOSClient | None = None) -> None:
     _admin(client).pause(name)
 
 
-def resume_schedule(name: str, *, client: DBOSClient | None = None) -> None:
+def resume_schedule(name: str, *, client: OfflineAccess | None = None) -> None:
     """Resume a paused schedule; ticks that came due while paused do not run."""
     _admin(client).resume(name)
 
 
-def trigger_schedule(name: str, *, client: DBOSClient | None = None) -> str:
+def trigger_schedule(name: str, *, client: OfflineAccess | None = None) -> str:
     """Run the schedule's workflow now, outside its ticks; returns the new workflow's ID.
 
     The ID (``sched-<name>-trigger-<hex>``) never collides with a tick's, and overlap policies do
@@ -124,7 +124,7 @@ def trigger_schedule(name: str, *, client: DBOSClient | None = None) -> str:
 
 
 def backfill_schedule(
-    name: str, start: datetime, end: datetime, *, client: DBOSClient | None = None
+    name: str, start: datetime, end: datetime, *, client: OfflineAccess | None = None
 ) -> list[str]:
     """Enqueue every tick in [start, end] (both included); returns their tick workflow IDs.
 
@@ -137,16 +137,18 @@ def backfill_schedule(
     return ids
 
 
-def schedule_states(*, client: DBOSClient | None = None) -> list[ScheduleState]:
+def schedule_states(*, client: OfflineAccess | None = None) -> list[ScheduleState]:
     """Every schedule in the database with its next fire time and last run."""
     return _admin(client).states()
 
 
-def schedule_state(name: str, *, client: DBOSClient | None = None) -> ScheduleState:
+def schedule_state(name: str, *, client: OfflineAccess | None = None) -> ScheduleState:
     """One schedule's state; raises DBOSInvalidArgumentError naming the known ones if unknown."""
     return _admin(client).state(name)
 
 
-def next_fire_times(name: str, count: int, *, client: DBOSClient | None = None) -> list[datetime]:
+def next_fire_times(
+    name: str, count: int, *, client: OfflineAccess | None = None
+) -> list[datetime]:
     """The next ``count`` nominal ticks of a schedule (1 to 1000)."""
     return _admin(client).next_fire_times(name, count)

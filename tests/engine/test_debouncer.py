@@ -21,8 +21,8 @@ from sqlalchemy import insert
 
 import engine.dbos
 from engine import DBOS, DBOSClient, Debouncer, DebouncerClient, Queue
-from engine.debouncer import _forget_fired
 from engine.error import DBOSConnectionLostError, DBOSInvalidArgumentError, DBOSStorageError
+from engine.runtime.debounce_timers import DebounceTimers
 from engine.runtime.executor import Runtime
 from engine.runtime.scheduler import get_scheduler
 from engine.storage.debounce import DEBOUNCE_HOLD_QUEUE, DebounceStore
@@ -264,9 +264,15 @@ def test_after_the_connections_are_killed_the_next_call_reconnects(
 
 
 def test_forgetting_fired_timers() -> None:
-    armed = {"fired": 5, "due-now": 10, "pending": 20}
-    _forget_fired(armed, 10)
-    assert armed == {"pending": 20}
+    armed: list[tuple[str, str, int]] = []
+    timers = DebounceTimers(lambda namespace, key, at: armed.append((namespace, key, at)))
+    for workflow_id, at in (("fired", 5), ("due-now", 10), ("pending", 20)):
+        timers.arm("ns", workflow_id, workflow_id, at, now_ms=0)
+    assert len(armed) == 3
+    timers.arm("ns", "pending", "pending", 25, now_ms=1)  # a later deadline: its timer stands
+    assert len(armed) == 3
+    timers.forget_fired(10)
+    assert timers.remembered() == {"pending": 20}
 
 
 @pytest.mark.parametrize(

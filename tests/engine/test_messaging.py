@@ -25,7 +25,6 @@ from engine.error import (
     DBOSNotInWorkflowError,
     DBOSSerializationError,
 )
-from engine.runtime import messaging
 from engine.runtime.wakeups import PgListener, Waiter, WakeupHub
 from engine.storage.messages import WAKEUP_CHANNEL
 from engine.storage.schema import notifications, operation_outputs, workflow_status
@@ -285,7 +284,7 @@ def test_shutdown_during_recv_records_nothing_and_recovery_waits_again(
     launch: Callable[..., None],
 ) -> None:
     wf_id = start_receiver("later", 1)
-    hub = messaging.state(_runtime()).hub
+    hub = _runtime().messaging.hub
     while hub.waiting() == 0:
         time.sleep(0.01)
     DBOS.destroy()
@@ -313,6 +312,34 @@ def test_client_send_get_event_and_read_stream(db_url: str) -> None:
     finally:
         client.destroy()
     assert queued_messages(wf_id) == 0
+
+
+@DBOS.workflow()
+def client_relay(db_url: str, destination: str, source: str) -> Any:
+    """Uses a DBOSClient inside a workflow: its calls are the workflow's steps."""
+    client = DBOSClient(db_url)
+    try:
+        client.send(destination, "relayed", "relay")
+        return client.get_event(source, "progress", timeout_seconds=LONG)
+    finally:
+        client.destroy()
+
+
+def test_a_client_inside_a_workflow_checkpoints_in_it(db_url: str) -> None:
+    receiver_id = start_receiver("relay", 1)
+    source_id = new_id("pub")
+    with SetWorkflowID(source_id):
+        DBOS.start_workflow(publisher, ["p"], "gate")
+    relay_id = new_id("relay")
+    with SetWorkflowID(relay_id):
+        assert client_relay(db_url, receiver_id, source_id) == "p"
+    assert result(receiver_id) == ["relayed"]
+    names = step_names(relay_id)
+    assert names[0] == "DBOS.send" and "DBOS.getEvent" in names, names
+    # Recovered from its steps, the relay neither sends again nor reads the event anew.
+    assert rerun_as_recovery(relay_id) == "p"
+    assert queued_messages(receiver_id) == 0
+    DBOS.send(source_id, "go", "gate")
 
 
 def test_concurrent_senders_all_deliver() -> None:
@@ -363,7 +390,7 @@ def test_racing_takes_of_one_step_consume_one_message_once() -> None:
     wf_id = start_receiver("never", 1, timeout=LONG)
     DBOS.send(wf_id, "first", "race")
     DBOS.send(wf_id, "second", "race")
-    store = messaging.state(_runtime()).store
+    store = _runtime().messaging.store
     tries: list[Any] = []
 
     def take() -> None:
@@ -390,7 +417,7 @@ def test_racing_takes_of_one_step_consume_one_message_once() -> None:
 
 
 def test_a_wake_during_the_first_try_is_not_lost() -> None:
-    m = messaging.state(_runtime())
+    m = _runtime().messaging
     key = "test-wake-during-probe"
     calls: list[float] = []
 
@@ -443,7 +470,7 @@ def test_get_event_in_a_workflow_is_recorded_for_recovery() -> None:
     reader_id = new_id("evr")
     with SetWorkflowID(reader_id):
         assert event_reader(source, "progress", LONG) == "v1"
-    store = messaging.state(_runtime()).store
+    store = _runtime().messaging.store
     with _runtime().db.write() as conn:  # the event changes after the reader recorded it
         store.set_event(conn, source, "progress", _runtime().codec.encode("v2", "event"))
     assert DBOS.get_event(source, "progress") == "v2"
@@ -550,7 +577,7 @@ def test_many_async_waiters_do_not_hold_threads() -> None:
             with SetWorkflowID(wf_id):
                 handles.append(await DBOS.start_workflow_async(async_receiver, "t"))
         await asyncio.sleep(0)  # let them all start waiting
-        waiting = messaging.state(_runtime()).hub
+        waiting = _runtime().messaging.hub
         while waiting.waiting() < count:
             await asyncio.sleep(0.01)
         for index, wf_id in enumerate(reversed(ids)):

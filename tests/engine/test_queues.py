@@ -583,9 +583,8 @@ def notified(tag: str) -> str:
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_enqueue_from_another_process_wakes_the_worker_via_notify(db_url: str) -> None:
     """The queue polls every 120 s; a run well before that proves the NOTIFY reached us."""
-    from engine.runtime import messaging
 
-    listener = messaging.state(_runtime()).listener
+    listener = _runtime().messaging.listener
     assert listener is not None and listener.connected.wait(30), "the queue worker never listened"
     enqueue = (
         "import sys; from engine import DBOSClient; "
