@@ -40,7 +40,7 @@ from engine.runtime.starting import (
     insert_many,
     plan_start,
 )
-from engine.runtime.steps import StepCall, wait_or_cancel
+from engine.runtime.steps import StepCall, wait_or_cancel, wait_or_cancel_async
 from engine.runtime.watcher import WATCH_INTERVAL_SECONDS, Watcher
 from engine.serialization import Codec
 from engine.storage.database import Database, is_outage, parse_database_url, waiting_out_outages
@@ -513,7 +513,7 @@ class Runtime:
                     delay = call.failed(exc)
                     if delay is None:
                         break
-                    await asyncio.sleep(delay)
+                    await wait_or_cancel_async(ctx, delay)
             return await asyncio.to_thread(call.finish)
 
     def run_internal_step(self, name: str, action: Callable[[], Any]) -> Any:

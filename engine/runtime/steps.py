@@ -7,6 +7,7 @@ in how they call the function and wait, so no logic is kept twice.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -153,3 +154,20 @@ def wait_or_cancel(ctx: WorkflowContext | None, seconds: float) -> None:
         time.sleep(seconds)
     else:
         ctx.cancel_event.wait(seconds)
+
+
+#: How often an async wait looks at its workflow's cancel flag (a threading.Event).
+CANCEL_CHECK_SECONDS = 0.1
+
+
+async def wait_or_cancel_async(ctx: WorkflowContext | None, seconds: float) -> None:
+    """``wait_or_cancel`` on the event loop: no thread is held, and the cancel flag is looked at
+    every ``CANCEL_CHECK_SECONDS``."""
+    if seconds <= 0:
+        return
+    if ctx is None:
+        await asyncio.sleep(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while not ctx.cancel_event.is_set() and (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, CANCEL_CHECK_SECONDS))

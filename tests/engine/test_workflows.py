@@ -290,6 +290,61 @@ def test_cancelling_a_workflow_ends_its_async_sleep() -> None:
     assert error is not None and "cancel" in type(error).__name__.lower()
 
 
+ALWAYS_FAILING_ATTEMPTS: list[str] = []
+
+
+@DBOS.step(retries_allowed=True, interval_seconds=60, max_attempts=5)
+def always_failing_step(mode: str) -> None:
+    ALWAYS_FAILING_ATTEMPTS.append(mode)
+    raise RuntimeError("down")
+
+
+@DBOS.step(retries_allowed=True, interval_seconds=60, max_attempts=5)
+async def always_failing_async_step(mode: str) -> None:
+    ALWAYS_FAILING_ATTEMPTS.append(mode)
+    raise RuntimeError("down")
+
+
+@DBOS.workflow()
+def retrying_workflow() -> None:
+    always_failing_step("sync")
+
+
+@DBOS.workflow()
+async def retrying_async_workflow() -> None:
+    await always_failing_async_step("async")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_cancelling_a_workflow_ends_its_step_retry_backoff(mode: str) -> None:
+    """A step waiting 60 s before its next attempt stops waiting when its workflow is cancelled,
+    in a coroutine workflow as in a plain one."""
+    ALWAYS_FAILING_ATTEMPTS.clear()
+
+    async def main() -> BaseException | None:
+        if mode == "sync":
+            handle = await DBOS.start_workflow_async(retrying_workflow)
+        else:
+            handle = await DBOS.start_workflow_async(retrying_async_workflow)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while not ALWAYS_FAILING_ATTEMPTS:
+            assert loop.time() < deadline, "the first attempt ran"
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(DBOS.cancel_workflow, handle.workflow_id)
+        try:
+            await asyncio.wait_for(handle.get_result(), timeout=15)  # far below the 60 s backoff
+        except TimeoutError:
+            raise
+        except Exception as exc:
+            return exc
+        return None
+
+    error = asyncio.run(main())
+    assert error is not None and "cancel" in type(error).__name__.lower()
+    assert ALWAYS_FAILING_ATTEMPTS.count(mode) <= 2, ALWAYS_FAILING_ATTEMPTS
+
+
 class Counter_(DBOSConfiguredInstance):
     def __init__(self, name: str, base: int) -> None:
         self.base = base
