@@ -16,6 +16,9 @@ from engine.storage.database import Database
 from engine.storage.rows import ListFilter, StepRecord, WorkflowRow
 from engine.storage.schema import operation_outputs, workflow_status
 
+#: What resume and requeue take: cancelled, given-up, or still-queued workflows.
+RESUMABLE_STATUSES = ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "ENQUEUED")
+
 
 class WorkflowManagement:
     """The management and recovery queries of the system store (one transaction each)."""
@@ -185,14 +188,13 @@ class WorkflowManagement:
 
         Returns (changed, row). A PENDING or finished workflow is left as it is.
         """
+        now = self.now_ms()
         with self.db.write() as conn:
             result = conn.execute(
                 update(workflow_status)
                 .where(
                     workflow_status.c.workflow_uuid == workflow_id,
-                    workflow_status.c.status.in_(
-                        ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "ENQUEUED")
-                    ),
+                    workflow_status.c.status.in_(RESUMABLE_STATUSES),
                 )
                 .values(
                     status="PENDING",
@@ -204,12 +206,12 @@ class WorkflowManagement:
                     deadline_epoch_ms=case(
                         (
                             workflow_status.c.timeout_ms.is_not(None),
-                            self.now_ms() + workflow_status.c.timeout_ms,
+                            now + workflow_status.c.timeout_ms,
                         ),
                         else_=None,
                     ),
-                    started_at_epoch_ms=self.now_ms(),
-                    updated_at=self.now_ms(),
+                    started_at_epoch_ms=now,
+                    updated_at=now,
                 )
             )
             row = conn.execute(
@@ -239,9 +241,7 @@ class WorkflowManagement:
                 update(workflow_status)
                 .where(
                     workflow_status.c.workflow_uuid == workflow_id,
-                    workflow_status.c.status.in_(
-                        ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "ENQUEUED")
-                    ),
+                    workflow_status.c.status.in_(RESUMABLE_STATUSES),
                 )
                 .values(
                     status="ENQUEUED",
